@@ -1,0 +1,222 @@
+"""The typed config of every stage; each field's default and meaning is documented here.
+
+Per-env files (``data_collection_config/<env-type>.yaml``, ``vae_config/``, ``offline_config/``,
+``online_config/``, and FOCAL's ``configs/<env-type>.json``) hold only what differs from these
+defaults: the paper's values for that env. Shared groups of fields (the RL agent, the VAE
+architecture) are mixins so that every stage names them the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from utils.config import option
+
+
+@dataclass
+class CommonConfig:
+    """Fields every stage has."""
+
+    env_type: str = option("", "env-type name from the registry (gridworld, cheetah_vel, ...)")
+    seed: int = option(73, "random seed; in stage 1 it also selects the task")
+    device: Literal["auto", "cpu", "cuda"] = option("auto", "auto uses CUDA when present")
+    exp_name: str = option("default", "experiment name; the run lives in <exp-name>_s<seed>")
+    runs_dir: str = option("runs", "root folder of run directories")
+    data_dir: str = option("data", "root folder of datasets (<data-dir>/<env-type>/<name>/)")
+    env_options: dict[str, Any] = option(
+        {}, "overrides of the env-type's options, e.g. {start_distribution: uniform}")
+    episodes_per_task: int | None = option(
+        None, "inner episodes per BAMDP meta-episode (k); null uses the env-type's value")
+    resume: bool = option(False, "continue an existing run from its latest checkpoint")
+    overwrite: bool = option(False, "delete an existing run directory and start again")
+    log_interval: int = option(10, "iterations between evaluations and log lines")
+    save_interval: int = option(20, "iterations between kept checkpoints (and dataset saves)")
+    use_tensorboard: bool = option(True, "write TensorBoard events beside scalars.csv")
+
+
+@dataclass
+class AgentConfig:
+    """SAC (Box actions) and DQN (Discrete actions) hyper-parameters."""
+
+    algorithm: Literal["auto", "sac", "dqn"] = option(
+        "auto", "auto picks SAC for Box and DQN for Discrete action spaces")
+    critic_hidden_sizes: list[int] = option([128, 128], "hidden layers of each Q network")
+    policy_hidden_sizes: list[int] = option([128, 128], "hidden layers of the SAC policy")
+    actor_lr: float = option(3e-4, "Adam learning rate of the policy")
+    critic_lr: float = option(3e-4, "Adam learning rate of the Q networks (DQN: its only lr)")
+    entropy_alpha: float = option(0.2, "SAC entropy temperature (initial value when tuned)")
+    automatic_entropy_tuning: bool = option(False, "learn alpha toward the target entropy")
+    target_entropy: float | None = option(None, "target entropy; null means -action_dim")
+    alpha_lr: float = option(3e-4, "Adam learning rate of log alpha when tuned")
+    gamma: float = option(0.99, "discount factor")
+    tau: float = option(0.005, "Polyak rate of the target networks, applied every update")
+    batch_size: int = option(256, "transitions per gradient step (per task)")
+    epsilon_initial: float = option(1.0, "DQN exploration rate at iteration 0")
+    epsilon_final: float = option(0.0, "DQN exploration rate after the decay")
+    epsilon_decay_iters: int = option(50, "iterations over which DQN epsilon decays linearly")
+    max_grad_norm: float | None = option(None, "clip gradient norms to this value; null: no clip")
+
+
+@dataclass
+class VAEArchitectureConfig:
+    """The VariBAD belief model: GRU encoder over (a, r, s') and reward/state decoders."""
+
+    latent_dim: int = option(5, "size of the latent task variable z")
+    gru_hidden_size: int = option(128, "hidden size of the encoder GRU")
+    action_embedding_size: int = option(16, "action embedding width (0 drops the action)")
+    state_embedding_size: int = option(32, "state embedding width")
+    reward_embedding_size: int = option(16, "reward embedding width")
+    reward_decoder: Literal["deterministic", "bernoulli", "multihead_bernoulli"] = option(
+        "deterministic", "reward decoder type; multihead_bernoulli has one head per grid cell")
+    reward_decoder_inputs: list[str] = option(
+        ["next_state"], "decoder inputs besides z: any of next_state, action, state")
+    reward_decoder_hidden_sizes: list[int] = option([32, 32], "hidden layers of the decoder")
+    decode_state: bool = option(False, "also train a state decoder predicting s'")
+    state_decoder_hidden_sizes: list[int] = option([32, 32], "hidden layers of the state decoder")
+    vae_lr: float = option(3e-4, "Adam learning rate of encoder and decoders")
+    kl_weight: float = option(0.05, "weight of sum_t KL(q_t || q_{t-1}) in the loss")
+    reward_loss_weight: float = option(1.0, "weight of the reward reconstruction term")
+    state_loss_weight: float = option(1.0, "weight of the state reconstruction term")
+    kl_to_gauss_prior: bool = option(False, "KL of every posterior to N(0, I) instead")
+
+
+@dataclass
+class DataCollectionConfig(CommonConfig, AgentConfig):
+    """Stage 1 (train_single_agent.py): one SAC/DQN agent per task; its whole history is saved."""
+
+    seeds: str | None = option(
+        None, "train several tasks at once as a batched ensemble: '0-39' or '1,5,9'")
+    dataset_name: str = option("default", "dataset folder: <data-dir>/<env-type>/<name>/")
+    num_iters: int = option(100, "training iterations")
+    num_init_rollouts_pool: int = option(10, "random-action meta-episodes before training")
+    num_rollouts_per_iter: int = option(5, "meta-episodes collected per iteration")
+    rl_updates_per_iter: int = option(200, "gradient steps per iteration")
+    buffer_size: int = option(1_000_000, "replay capacity per task (transitions)")
+    save_models: bool = option(True, "keep an agent checkpoint every save interval")
+
+
+@dataclass
+class VAEConfig(CommonConfig, VAEArchitectureConfig):
+    """Stage 2 (train_vae_offline.py): the belief model on the offline multi-task data."""
+
+    dataset_name: str = option("default", "dataset folder: <data-dir>/<env-type>/<name>/")
+    num_trajs_per_task: int | None = option(None, "use this many trajectories per task")
+    num_iters: int = option(100, "epochs over the data")
+    tasks_batch_size: int = option(8, "tasks per gradient step")
+    trajs_per_task_batch: int = option(8, "trajectories per task per gradient step")
+    hindsight_relabelling: bool = option(True, "Reward Relabelling of the first episodes")
+    relabelling_fraction: float = option(1.0, "fraction of trajectories whose first "
+                                         "episodes are replaced by another task's")
+    policy_replaying: bool = option(False, "Policy Replaying (for tasks with other dynamics)")
+    replaying_dataset_name: str = option("policy_replaying", "dataset folder of replayed rollouts")
+    num_replaying_policies: int = option(20, "replayed policies mixed into each task")
+    eval_interval: int = option(20, "epochs between reward-prediction figures")
+
+
+@dataclass
+class OfflineConfig(CommonConfig, AgentConfig):
+    """Stage 3 (train_agent_offline.py): State Relabelling and offline SAC/DQN on hyper-states."""
+
+    vae_run: str = option("", "stage-2 run: a path or an exp-name under runs/vae/<env-type>/")
+    transform_data_bamdp: bool = option(False, "rebuild the hyper-state cache even if valid")
+    num_train_tasks: int | None = option(None, "training tasks (first by seed); null: all")
+    num_eval_tasks: int = option(20, "evaluation tasks")
+    num_trajs_per_task: int | None = option(None, "use this many trajectories per task")
+    meta_batch: int = option(16, "tasks per gradient step")
+    num_iters: int = option(1000, "training iterations")
+    rl_updates_per_iter: int = option(250, "gradient steps per iteration")
+    use_cql: bool = option(False, "add the conservative CQL(H) term to the critic loss")
+    cql_alpha: float = option(2.0, "weight of the CQL term")
+    cql_num_actions: int = option(10, "sampled actions per state in the CQL estimate")
+    belief_rewards: bool = option(False, "train on the belief reward E_b[r-hat] instead of r")
+    num_belief_samples: int = option(20, "posterior samples of the belief reward")
+    eval_env_options: dict[str, Any] = option(
+        {}, "env options of the evaluation env (the data's start distribution is not used)")
+
+
+@dataclass
+class OnlineConfig(CommonConfig, AgentConfig, VAEArchitectureConfig):
+    """online_training.py: off-policy VariBAD, agent and VAE trained while interacting."""
+
+    num_train_tasks: int = option(80, "training tasks")
+    num_eval_tasks: int = option(20, "held-out evaluation tasks")
+    num_iters: int = option(1000, "training iterations")
+    num_init_rollouts_pool: int = option(5, "random meta-episodes per training task at start")
+    num_rollouts_per_iter: int = option(5, "meta-episodes per sampled task per iteration")
+    num_tasks_sample: int = option(5, "training tasks collected from per iteration")
+    rl_updates_per_iter: int = option(1000, "RL gradient steps per iteration")
+    vae_updates_per_iter: int = option(25, "VAE gradient steps per iteration")
+    meta_batch: int = option(16, "tasks per RL and VAE gradient step")
+    policy_buffer_size: int = option(1_000_000, "hyper-state transitions kept per task")
+    vae_buffer_size: int = option(100_000, "transitions of whole meta-episodes kept per task")
+    vae_batch_num_rollouts_per_task: int = option(2, "meta-episodes per task per VAE step")
+    pretrain_len: int = option(0, "VAE updates before the first RL update")
+    belief_rewards: bool = option(False, "store the belief reward R+ instead of r")
+    oracle_belief_rewards: bool = option(False, "gridworld: use the exact belief reward")
+    switch_to_belief_reward: int | None = option(None, "iteration from which R+ is used")
+    recompute_beliefs: bool = option(False, "recompute stored hyper-states after VAE updates")
+    eval_env_options: dict[str, Any] = option({}, "env options of the evaluation env")
+
+
+@dataclass
+class FocalConfig(CommonConfig):
+    """launch_focal.py: FOCAL (distance-metric context encoder + BRAC SAC) on offline data."""
+
+    dataset_name: str = option("default", "dataset folder: <data-dir>/<env-type>/<name>/")
+    num_train_tasks: int = option(80, "training tasks (first by seed)")
+    num_eval_tasks: int = option(20, "held-out tasks (the next ones by seed)")
+    num_trajs_per_task: int | None = option(50, "trajectories per task; null: all")
+    data_slice: Literal["all", "expert", "medium", "random"] = option(
+        "all", "quality slice of each task's collection history (by training step)")
+    latent_size: int = option(20, "task embedding size L")
+    net_size: int = option(256, "width of the policy, Q, V and dual-critic networks")
+    context_hidden_sizes: list[int] = option([200, 200, 200], "context encoder hidden layers")
+    meta_batch: int = option(16, "tasks per gradient step (drawn with replacement)")
+    batch_size: int = option(256, "RL transitions per task per gradient step")
+    embedding_batch_size: int = option(64, "context transitions per task")
+    num_iterations: int = option(500, "outer iterations")
+    num_train_steps_per_itr: int = option(2000, "gradient steps per iteration")
+    num_evals: int = option(2, "evaluation repeats per task")
+    num_steps_per_eval: int = option(600, "environment steps per evaluation repeat")
+    max_path_length: int = option(200, "evaluation episode length")
+    discount: float = option(0.99, "discount factor")
+    soft_target_tau: float = option(0.005, "Polyak rate of the target V network")
+    policy_lr: float = option(3e-4, "policy learning rate")
+    qf_lr: float = option(3e-4, "Q learning rate")
+    vf_lr: float = option(3e-4, "V learning rate")
+    context_lr: float = option(3e-4, "context encoder learning rate")
+    c_lr: float = option(1e-4, "dual critic learning rate")
+    c_iter: int = option(3, "dual critic steps per gradient step")
+    alpha_lr: float = option(1.0, "step size of the BRAC alpha")
+    alpha_init: float = option(500.0, "initial BRAC alpha")
+    alpha_max: float = option(2000.0, "upper clip of the BRAC alpha")
+    target_divergence: float = option(0.05, "target KL divergence of the alpha update")
+    train_alpha: bool = option(True, "learn alpha toward the target divergence")
+    use_brac: bool = option(True, "behaviour regularisation on")
+    use_value_penalty: bool = option(False, "subtract alpha * divergence in the value target")
+    use_policy_regularisation: bool = option(True, "add alpha * divergence to the policy loss")
+    gradient_penalty: bool = option(False, "a true gradient penalty on the dual critic")
+    gradient_penalty_weight: float = option(5.0, "weight of the gradient penalty")
+    max_entropy: bool = option(True, "keep -log pi in the V target and the actor loss")
+    policy_mean_reg_weight: float = option(1e-3, "L2 weight on the policy mean")
+    policy_std_reg_weight: float = option(1e-3, "L2 weight on the policy log std")
+    reward_scale: float = option(5.0, "rewards are multiplied by this")
+    z_loss_weight: float = option(10.0, "weight of the distance-metric loss")
+    metric_loss: Literal["inverse_square", "inverse", "linear", "square"] = option(
+        "inverse_square", "negative term of the distance-metric loss")
+    metric_epsilon: float = option(0.1, "epsilon in the negative-power distance terms")
+    use_next_obs_in_context: bool = option(False, "add s' to each context transition")
+    allow_backward_z: bool = option(False, "coupled: Bellman gradients reach the encoder")
+    sparse_rewards: bool = option(False, "contexts use the sparse rewards")
+    mb_replace: bool = option(True, "draw meta-batch tasks with replacement")
+    eval_env_options: dict[str, Any] = option({}, "env options of the evaluation env")
+
+
+STAGE_CONFIGS: dict[str, tuple[type, str]] = {
+    "data_collection": (DataCollectionConfig, "data_collection_config"),
+    "vae": (VAEConfig, "vae_config"),
+    "offline": (OfflineConfig, "offline_config"),
+    "online": (OnlineConfig, "online_config"),
+    "focal": (FocalConfig, "configs"),
+}
