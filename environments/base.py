@@ -106,6 +106,16 @@ class BatchedTaskEnv(abc.ABC):
             raise ValueError(f"expected {self.num_envs} seeds, got {len(seeds)}")
         self._random_streams = [np.random.default_rng(int(seed)) for seed in seeds]
 
+    def random_state(self) -> list[dict[str, Any]]:
+        """The state of every copy's random stream (to checkpoint and restore exactly)."""
+        return [stream.bit_generator.state for stream in self._random_streams]
+
+    def set_random_state(self, states: list[dict[str, Any]]) -> None:
+        if len(states) != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} random states, got {len(states)}")
+        for stream, state in zip(self._random_streams, states, strict=True):
+            stream.bit_generator.state = state
+
     def reset(self, mask: np.ndarray | None = None) -> np.ndarray:
         """Reset the copies where ``mask`` is True (all when None) and return all observations.
 

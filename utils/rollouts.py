@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from gymnasium import spaces
 
+from utils.datasets import TaskDataset
+
 Policy = Callable[[np.ndarray], np.ndarray]
 
 
@@ -109,3 +111,57 @@ def collect_meta_episodes(bamdp, policy: Policy) -> MetaEpisodeBatch:
         if result.meta_episode_done.all():
             break
     return batch
+
+
+class TaskHistories:
+    """Every trajectory collected so far in each of K tasks, in collection order.
+
+    Chunks are appended as they are collected and concatenated only when a task's dataset is
+    requested (every save interval), so growing the history costs no copies.
+    """
+
+    def __init__(self, tasks: np.ndarray, metas: list[dict]) -> None:
+        self.tasks = np.asarray(tasks, dtype=np.float64)
+        self.metas = metas
+        self.chunks: list[list[TaskDataset]] = [[] for _ in range(len(self.tasks))]
+
+    def append(self, batch: MetaEpisodeBatch, member_of_trajectory: np.ndarray,
+               training_step: int) -> None:
+        """Add the trajectories of ``batch``; trajectory i belongs to task
+        ``member_of_trajectory[i]`` and was collected after ``training_step`` updates."""
+        for task_index in range(len(self.tasks)):
+            rows = member_of_trajectory == task_index
+            if not rows.any():
+                continue
+            self.chunks[task_index].append(TaskDataset(
+                observations=batch.observations[rows],
+                actions=batch.actions[rows],
+                rewards=batch.rewards[rows],
+                next_observations=batch.next_observations[rows],
+                terminations=batch.terminations[rows],
+                truncations=batch.truncations[rows],
+                lengths=batch.lengths[rows],
+                training_steps=np.full(int(rows.sum()), training_step, dtype=np.int64),
+                task=self.tasks[task_index],
+                meta=self.metas[task_index],
+                sparse_rewards=None if batch.sparse_rewards is None
+                else batch.sparse_rewards[rows],
+            ))
+
+    def restore(self, task_index: int, dataset: TaskDataset) -> None:
+        """Start task ``task_index``'s history from a saved dataset (a resumed run)."""
+        self.chunks[task_index] = [dataset]
+
+    def num_trajectories(self, task_index: int) -> int:
+        return sum(chunk.num_trajectories for chunk in self.chunks[task_index])
+
+    def dataset(self, task_index: int) -> TaskDataset:
+        """The whole history of one task as one dataset."""
+        chunks = self.chunks[task_index]
+        if not chunks:
+            raise ValueError(f"task {task_index} has no trajectories yet")
+        merged = chunks[0]
+        for chunk in chunks[1:]:
+            merged = merged.concatenate(chunk)
+        self.chunks[task_index] = [merged]
+        return merged

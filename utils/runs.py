@@ -59,7 +59,8 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def run_path(runs_dir: str | Path, stage: str, env_type: str, exp_name: str, seed: int) -> Path:
+def run_path(runs_dir: str | Path, stage: str, env_type: str, exp_name: str, seed: int | str
+             ) -> Path:
     return Path(runs_dir) / stage / env_type / f"{exp_name}_s{seed}"
 
 

@@ -27,3 +27,32 @@ def resolve_device(name: str) -> torch.device:
     if name != "cpu" and not name.startswith("cuda"):
         raise UserError(f"--device must be auto, cpu or cuda, got {name!r}")
     return torch.device(name)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``'0-39'``, ``'1,5,9'`` or ``'0-3,8'`` -> the listed seeds in order, each once."""
+    seeds: list[int] = []
+    for part in (piece.strip() for piece in str(text).split(",")):
+        try:
+            if "-" in part[1:]:
+                first, last = part.split("-", 1) if not part.startswith("-") else (part, "")
+                low, high = int(first), int(last)
+                if high < low:
+                    raise ValueError
+                seeds.extend(range(low, high + 1))
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise UserError(
+                f"--seeds {text!r} is not a list of seeds such as '0-39' or '1,5,9'"
+            ) from None
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds {text!r} names a seed twice")
+    return seeds
+
+
+def seed_label(seeds: list[int]) -> str:
+    """A short name for a seed list: '73', '0-39' for a range, else '1,5,9'."""
+    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ",".join(str(seed) for seed in seeds)

@@ -1,0 +1,64 @@
+"""Building a SAC or DQN agent from the shared agent fields, and acting with it on numpy arrays.
+
+SAC is used for Box action spaces and DQN for Discrete ones unless the config says otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from algorithms.dqn import DQN
+from algorithms.sac import SAC
+from utils.errors import UserError
+from utils.stage_configs import AgentConfig
+
+Agent = SAC | DQN
+
+
+def choose_algorithm(config: AgentConfig, action_space: spaces.Space) -> str:
+    """``sac`` or ``dqn``: the config's choice, or by the action space when it says ``auto``."""
+    discrete = isinstance(action_space, spaces.Discrete)
+    algorithm = config.algorithm if config.algorithm != "auto" else ("dqn" if discrete else "sac")
+    if (algorithm == "dqn") != discrete:
+        kind = "Discrete" if discrete else "Box"
+        raise UserError(f"--algorithm {algorithm} does not fit the env's {kind} action space")
+    return algorithm
+
+
+def make_agent(config: AgentConfig, num_members: int, observation_dim: int,
+               action_space: spaces.Space, device: torch.device) -> Agent:
+    """K stacked agents with the hyper-parameters of ``config``."""
+    if choose_algorithm(config, action_space) == "dqn":
+        return DQN(num_members, observation_dim, int(action_space.n), config.critic_hidden_sizes,
+                   lr=config.critic_lr, gamma=config.gamma, tau=config.tau,
+                   max_grad_norm=config.max_grad_norm, device=device)
+    return SAC(
+        num_members, observation_dim, int(action_space.shape[0]), config.policy_hidden_sizes,
+        config.critic_hidden_sizes, actor_lr=config.actor_lr, critic_lr=config.critic_lr,
+        gamma=config.gamma, tau=config.tau, entropy_alpha=config.entropy_alpha,
+        automatic_entropy_tuning=config.automatic_entropy_tuning,
+        target_entropy=config.target_entropy, alpha_lr=config.alpha_lr,
+        max_grad_norm=config.max_grad_norm, device=device,
+    )
+
+
+def epsilon_at(config: AgentConfig, iteration: int) -> float:
+    """DQN exploration while collecting in ``iteration``: eps_init + min(1, it / T)
+    (eps_final - eps_init), i.e. the value set after iteration it - 1 (spec borel.md 3.1)."""
+    fraction = min(1.0, iteration / max(config.epsilon_decay_iters, 1))
+    return config.epsilon_initial + fraction * (config.epsilon_final - config.epsilon_initial)
+
+
+def act(agent: Agent, observations: np.ndarray, num_members: int, deterministic: bool,
+        epsilon: float = 0.0) -> np.ndarray:
+    """Actions for observations (num_members * R, obs_dim) grouped member-major: copy c is acted
+    on by member c // R. Returns (K * R, action_dim) in [-1, 1], or (K * R,) integer actions."""
+    inputs = torch.as_tensor(observations, dtype=torch.float32, device=agent.device)
+    inputs = inputs.view(num_members, -1, inputs.shape[-1])
+    if isinstance(agent, DQN):
+        actions = agent.act(inputs, epsilon=0.0 if deterministic else epsilon)
+        return actions.reshape(-1).cpu().numpy()
+    actions = agent.act(inputs, deterministic=deterministic)
+    return actions.reshape(-1, actions.shape[-1]).cpu().numpy()

@@ -1,0 +1,39 @@
+"""Pieces shared by the RL algorithms: target updates and per-member gradient clipping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """theta_target <- (1 - tau) theta_target + tau theta_source, for every parameter."""
+    for target_parameter, parameter in zip(target.parameters(), source.parameters(), strict=True):
+        target_parameter.lerp_(parameter, tau)
+
+
+@torch.no_grad()
+def clip_member_grad_norm(parameters: Iterable[nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Clip the gradient of each ensemble member (slice 0 of every parameter) to ``max_norm``
+    separately, so that K stacked agents clip exactly as K separate ones. Returns the norms (K,)."""
+    parameters = [parameter for parameter in parameters if parameter.grad is not None]
+    squared = sum(parameter.grad.flatten(1).pow(2).sum(dim=1) for parameter in parameters)
+    norms = squared.sqrt()
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for parameter in parameters:
+        parameter.grad.mul_(scale.view(-1, *([1] * (parameter.grad.dim() - 1))))
+    return norms
+
+
+def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float | None
+         ) -> None:
+    """Zero the gradients, back-propagate ``loss``, clip per member if asked, and step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm is not None:
+        for group in optimizer.param_groups:
+            clip_member_grad_norm(group["params"], max_grad_norm)
+    optimizer.step()

@@ -1,0 +1,158 @@
+"""Soft actor-critic for K independent agents stacked along a leading member dimension.
+
+Batches are dicts of tensors (K, B, dim): ``observations``, ``actions`` (in [-1, 1]),
+``rewards`` (K, B, 1), ``next_observations``, ``terminations`` (K, B, 1). For each member, with
+twin critics Q_1, Q_2, their Polyak-averaged targets Q-bar_j, policy pi and temperature alpha:
+
+    y = r + gamma (1 - d) (min_j Q-bar_j(s', a') - alpha log pi(a'|s')),    a' ~ pi(.|s')
+    L_Q = sum_j mean_B (Q_j(s, a) - y)^2
+    L_pi = mean_B (alpha log pi(a~|s) - min_j Q_j(s, a~)),                  a~ ~ pi(.|s)
+    L_alpha = -mean_B log alpha (log pi(a~|s) + H_target)      (automatic entropy tuning only)
+
+The losses of the K members are summed, so each member's gradient equals that of a lone agent.
+Order per update (spec borel.md 3.2): critic step, target update (tau), policy step, alpha step.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from algorithms.common import polyak_update, step
+from models.ensemble import EnsembleMLP
+from models.policies import TanhGaussianPolicy
+
+Batch = dict[str, torch.Tensor]
+
+
+class SAC:
+    """K stacked SAC agents (K = 1: an ordinary agent)."""
+
+    def __init__(
+        self,
+        num_members: int,
+        observation_dim: int,
+        action_dim: int,
+        policy_hidden_sizes: Sequence[int],
+        critic_hidden_sizes: Sequence[int],
+        actor_lr: float = 3e-4,
+        critic_lr: float = 3e-4,
+        gamma: float = 0.99,
+        tau: float = 0.005,
+        entropy_alpha: float = 0.2,
+        automatic_entropy_tuning: bool = False,
+        target_entropy: float | None = None,
+        alpha_lr: float = 3e-4,
+        max_grad_norm: float | None = None,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.num_members = num_members
+        self.action_dim = action_dim
+        self.gamma, self.tau = gamma, tau
+        self.max_grad_norm = max_grad_norm
+        self.device = torch.device(device)
+        self.policy = TanhGaussianPolicy(
+            num_members, observation_dim, action_dim, policy_hidden_sizes
+        ).to(self.device)
+        self.critic = EnsembleMLP(
+            2 * num_members, observation_dim + action_dim, critic_hidden_sizes, 1
+        ).to(self.device)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.policy_optimizer = torch.optim.Adam(self.policy.parameters(), lr=actor_lr, fused=True)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=critic_lr, fused=True)
+        self.automatic_entropy_tuning = automatic_entropy_tuning
+        self.target_entropy = -float(action_dim) if target_entropy is None else target_entropy
+        self.log_alpha = torch.full(
+            (num_members, 1, 1), float(torch.log(torch.tensor(entropy_alpha))),
+            device=self.device, requires_grad=automatic_entropy_tuning,
+        )
+        self.alpha_optimizer = (
+            torch.optim.Adam([self.log_alpha], lr=alpha_lr) if automatic_entropy_tuning else None
+        )
+        self.num_updates = 0
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        """Temperatures (K, 1, 1)."""
+        return self.log_alpha.detach().exp()
+
+    def q_values(self, critic: EnsembleMLP, observations: torch.Tensor, actions: torch.Tensor
+                 ) -> torch.Tensor:
+        """Both critics' values (2, K, B, 1) of (K, B, .) inputs."""
+        inputs = torch.cat([observations, actions], dim=-1).repeat(2, *([1] * (actions.dim() - 1)))
+        return critic(inputs).view(2, self.num_members, *actions.shape[1:-1], 1)
+
+    @torch.no_grad()
+    def act(self, observations: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """Actions (K, N, action_dim) in [-1, 1] for observations (K, N, obs_dim)."""
+        return self.policy.sample(observations, deterministic)[0]
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One gradient step of every member on its slice of ``batch``; returns mean metrics."""
+        observations, actions = batch["observations"], batch["actions"]
+        rewards, terminations = batch["rewards"], batch["terminations"]
+        alpha = self.alpha
+        with torch.no_grad():
+            next_actions, next_log_probs = self.policy.sample(batch["next_observations"])
+            next_values = self.q_values(self.target_critic, batch["next_observations"],
+                                        next_actions).min(dim=0).values
+            targets = rewards + self.gamma * (1.0 - terminations) * (
+                next_values - alpha * next_log_probs
+            )
+        q_values = self.q_values(self.critic, observations, actions)
+        critic_loss = (q_values - targets).pow(2).mean(dim=(2, 3)).sum()
+        step(self.critic_optimizer, critic_loss, self.max_grad_norm)
+        polyak_update(self.target_critic, self.critic, self.tau)
+
+        new_actions, log_probs = self.policy.sample(observations)
+        self.critic.requires_grad_(False)
+        new_values = self.q_values(self.critic, observations, new_actions).min(dim=0).values
+        policy_loss = (alpha * log_probs - new_values).mean(dim=(1, 2)).sum()
+        step(self.policy_optimizer, policy_loss, self.max_grad_norm)
+        self.critic.requires_grad_(True)
+
+        metrics = {
+            "critic_loss": critic_loss.item() / (2 * self.num_members),
+            "policy_loss": policy_loss.item() / self.num_members,
+            "q_value": q_values.mean().item(),
+            "log_prob": log_probs.mean().item(),
+        }
+        if self.alpha_optimizer is not None:
+            alpha_loss = -(self.log_alpha * (log_probs.detach() + self.target_entropy)).mean(
+                dim=(1, 2)).sum()
+            self.alpha_optimizer.zero_grad(set_to_none=True)
+            alpha_loss.backward()
+            self.alpha_optimizer.step()
+            metrics["alpha_loss"] = alpha_loss.item() / self.num_members
+        metrics["alpha"] = self.alpha.mean().item()
+        self.num_updates += 1
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {
+            "policy": self.policy.state_dict(),
+            "critic": self.critic.state_dict(),
+            "target_critic": self.target_critic.state_dict(),
+            "policy_optimizer": self.policy_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "num_updates": self.num_updates,
+        }
+        if self.alpha_optimizer is not None:
+            state["alpha_optimizer"] = self.alpha_optimizer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.critic.load_state_dict(state["critic"])
+        self.target_critic.load_state_dict(state["target_critic"])
+        self.policy_optimizer.load_state_dict(state["policy_optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        if self.alpha_optimizer is not None:
+            self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
+        self.num_updates = int(state["num_updates"])

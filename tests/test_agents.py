@@ -1,0 +1,235 @@
+"""SAC and DQN: every parameter moves, targets follow the Polyak rule, K stacked agents equal K
+single agents given the same batches, the replay buffer and the DQN exploration schedule."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from algorithms.agents import epsilon_at
+from algorithms.dqn import DQN
+from algorithms.sac import SAC
+from models.ensemble import EnsembleMLP, member_state
+from utils.replay import EnsembleReplayBuffer
+from utils.stage_configs import DataCollectionConfig
+
+OBSERVATION_DIM, ACTION_DIM, NUM_ACTIONS = 4, 2, 5
+
+
+def sac_batch(num_members: int, batch_size: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "observations": torch.randn(num_members, batch_size, OBSERVATION_DIM, generator=generator),
+        "actions": torch.rand(num_members, batch_size, ACTION_DIM, generator=generator) * 2 - 1,
+        "rewards": torch.randn(num_members, batch_size, 1, generator=generator),
+        "next_observations": torch.randn(num_members, batch_size, OBSERVATION_DIM,
+                                         generator=generator),
+        "terminations": (torch.rand(num_members, batch_size, 1, generator=generator) < 0.2).float(),
+    }
+
+
+def dqn_batch(num_members: int, batch_size: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
+    batch = sac_batch(num_members, batch_size, seed)
+    actions = torch.randint(NUM_ACTIONS, (num_members, batch_size),
+                            generator=torch.Generator().manual_seed(seed + 1))
+    batch["actions"] = torch.nn.functional.one_hot(actions, NUM_ACTIONS).float()
+    return batch
+
+
+def make_sac(num_members: int, tuning: bool = False) -> SAC:
+    return SAC(num_members, OBSERVATION_DIM, ACTION_DIM, [16, 16], [16, 16], entropy_alpha=0.1,
+               automatic_entropy_tuning=tuning)
+
+
+def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: value.detach().clone() for name, value in module.named_parameters()}
+
+
+def test_sac_update_changes_every_parameter_and_polyak_targets():
+    torch.manual_seed(0)
+    agent = make_sac(2, tuning=True)
+    policy, critic = snapshot(agent.policy), snapshot(agent.critic)
+    target = snapshot(agent.target_critic)
+    log_alpha = agent.log_alpha.detach().clone()
+    metrics = agent.update(sac_batch(2))
+    for name, value in agent.policy.named_parameters():
+        assert not torch.equal(value, policy[name]), f"policy {name} did not move"
+    for name, value in agent.critic.named_parameters():
+        assert not torch.equal(value, critic[name]), f"critic {name} did not move"
+        expected = (1 - agent.tau) * target[name] + agent.tau * value.detach()
+        torch.testing.assert_close(dict(agent.target_critic.named_parameters())[name], expected)
+    assert not torch.equal(agent.log_alpha, log_alpha)
+    assert {"critic_loss", "policy_loss", "alpha_loss", "alpha", "q_value", "log_prob"} <= set(
+        metrics)
+    assert all(np.isfinite(value) for value in metrics.values())
+
+
+def test_dqn_update_changes_every_parameter_and_polyak_targets():
+    torch.manual_seed(0)
+    agent = DQN(2, OBSERVATION_DIM, NUM_ACTIONS, [16, 16], tau=0.01)
+    before, target = snapshot(agent.q_network), snapshot(agent.target_network)
+    agent.update(dqn_batch(2))
+    for name, value in agent.q_network.named_parameters():
+        assert not torch.equal(value, before[name]), f"{name} did not move"
+        expected = 0.99 * target[name] + 0.01 * value.detach()
+        torch.testing.assert_close(dict(agent.target_network.named_parameters())[name], expected)
+
+
+def test_dqn_loss_matches_a_loop_reference():
+    torch.manual_seed(0)
+    agent = DQN(1, OBSERVATION_DIM, NUM_ACTIONS, [8], gamma=0.9)
+    batch = dqn_batch(1, batch_size=6)
+    reference = 0.0
+    for index in range(6):  # the loss computed transition by transition
+        taken = int(batch["actions"][0, index].argmax())
+        value = agent.q_network(batch["observations"][:, index : index + 1])[0, 0, taken]
+        next_best = agent.target_network(batch["next_observations"][:, index : index + 1]).max()
+        target = batch["rewards"][0, index, 0] + 0.9 * (
+            1 - batch["terminations"][0, index, 0]) * next_best
+        reference += float((value - target).detach() ** 2) / 6
+    assert agent.update(batch)["q_loss"] == pytest.approx(reference, rel=1e-5)
+
+
+def copy_member(source, target, member: int, modules: list[str]) -> None:
+    for name in modules:
+        getattr(target, name).load_state_dict(member_state(getattr(source, name), member))
+
+
+def test_batched_sac_equals_single_agents_given_the_same_batches(monkeypatch):
+    monkeypatch.setattr(torch, "randn_like", lambda tensor: torch.full_like(tensor, 0.3))
+    torch.manual_seed(0)
+    ensemble = make_sac(3, tuning=True)
+    singles = []
+    for member in range(3):
+        single = make_sac(1, tuning=True)
+        single.policy.load_state_dict(member_state(ensemble.policy, member))
+        for network in ("critic", "target_critic"):  # critic members are (twin, member)-major
+            state = getattr(ensemble, network).state_dict()
+            getattr(single, network).load_state_dict(
+                {key: value[[member, 3 + member]].clone() for key, value in state.items()})
+        singles.append(single)
+    batches = [sac_batch(3, seed=seed) for seed in range(3)]
+    for batch in batches:
+        ensemble.update(batch)
+        for member, single in enumerate(singles):
+            single.update({key: value[member : member + 1] for key, value in batch.items()})
+    for member, single in enumerate(singles):
+        for name, value in single.policy.state_dict().items():
+            torch.testing.assert_close(value[0], ensemble.policy.state_dict()[name][member],
+                                       atol=1e-6, rtol=1e-5)
+        for name, value in single.critic.state_dict().items():
+            torch.testing.assert_close(
+                value, ensemble.critic.state_dict()[name][[member, 3 + member]],
+                atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(single.log_alpha[0], ensemble.log_alpha[member])
+
+
+def test_batched_dqn_equals_single_agents_given_the_same_batches():
+    torch.manual_seed(0)
+    ensemble = DQN(3, OBSERVATION_DIM, NUM_ACTIONS, [16, 16])
+    singles = [DQN(1, OBSERVATION_DIM, NUM_ACTIONS, [16, 16]) for _ in range(3)]
+    for member, single in enumerate(singles):
+        copy_member(ensemble, single, member, ["q_network", "target_network"])
+    for seed in range(3):
+        batch = dqn_batch(3, seed=seed)
+        ensemble.update(batch)
+        for member, single in enumerate(singles):
+            single.update({key: value[member : member + 1] for key, value in batch.items()})
+    for member, single in enumerate(singles):
+        for name, value in single.q_network.state_dict().items():
+            torch.testing.assert_close(value[0], ensemble.q_network.state_dict()[name][member],
+                                       atol=1e-6, rtol=1e-5)
+
+
+def test_gradient_clipping_is_per_member():
+    torch.manual_seed(0)
+    clipped = SAC(2, OBSERVATION_DIM, ACTION_DIM, [16], [16], max_grad_norm=1e-3)
+    single = SAC(1, OBSERVATION_DIM, ACTION_DIM, [16], [16], max_grad_norm=1e-3)
+    copy_member(clipped, single, 0, ["policy"])
+    state = clipped.critic.state_dict()
+    for network in ("critic", "target_critic"):
+        getattr(single, network).load_state_dict({key: value[[0, 2]].clone()
+                                                  for key, value in state.items()})
+    batch = sac_batch(2)
+    batch["rewards"][1] *= 1000.0  # member 1's huge gradients must not shrink member 0's
+    torch.manual_seed(1)
+    clipped.update(batch)
+    torch.manual_seed(1)
+    single.update({key: value[:1] for key, value in batch.items()})
+    for name, value in single.critic.state_dict().items():
+        torch.testing.assert_close(value, clipped.critic.state_dict()[name][[0, 2]], atol=1e-6,
+                                   rtol=1e-5)
+
+
+def test_state_dict_round_trip_restores_training_exactly():
+    torch.manual_seed(0)
+    agent = make_sac(2, tuning=True)
+    agent.update(sac_batch(2))
+    clone = make_sac(2, tuning=True)
+    clone.load_state_dict(copy.deepcopy(agent.state_dict()))
+    torch.manual_seed(5)
+    first = agent.update(sac_batch(2, seed=1))
+    torch.manual_seed(5)
+    second = clone.update(sac_batch(2, seed=1))
+    assert first == second and clone.num_updates == agent.num_updates == 2
+
+
+def test_sac_deterministic_actions_are_tanh_of_the_mean():
+    torch.manual_seed(0)
+    agent = make_sac(2)
+    observations = torch.randn(2, 7, OBSERVATION_DIM)
+    mean, _ = agent.policy(observations)
+    torch.testing.assert_close(agent.act(observations, deterministic=True), torch.tanh(mean))
+    samples = agent.act(observations)
+    assert samples.shape == (2, 7, ACTION_DIM) and samples.abs().max() <= 1.0
+
+
+def test_dqn_epsilon_greedy_explores_at_the_given_rate():
+    torch.manual_seed(0)
+    agent = DQN(1, OBSERVATION_DIM, NUM_ACTIONS, [8])
+    observations = torch.randn(1, 4000, OBSERVATION_DIM)
+    greedy = agent.act(observations)
+    explored = agent.act(observations, epsilon=0.5)
+    differs = (explored != greedy).float().mean().item()
+    assert differs == pytest.approx(0.5 * 4 / 5, abs=0.03)
+
+
+def test_epsilon_schedule():
+    config = DataCollectionConfig(epsilon_initial=1.0, epsilon_final=0.0, epsilon_decay_iters=50)
+    assert epsilon_at(config, 0) == 1.0
+    assert epsilon_at(config, 25) == pytest.approx(0.5)
+    assert epsilon_at(config, 50) == 0.0 and epsilon_at(config, 80) == 0.0
+
+
+def test_replay_buffer_keeps_valid_steps_per_member_and_samples_only_them():
+    buffer = EnsembleReplayBuffer(2, capacity=10, dims={
+        "observations": 1, "actions": 1, "rewards": 1, "next_observations": 1,
+        "terminations": 1})
+    steps = np.arange(2 * 4, dtype=np.float32).reshape(2, 4, 1)
+    arrays = {name: steps + offset for offset, name in enumerate(
+        ["observations", "actions", "rewards", "next_observations", "terminations"])}
+    buffer.add_trajectories(arrays, lengths=np.array([3, 4]), member_of_trajectory=np.array([1, 0]))
+    assert buffer.sizes.tolist() == [4, 3]
+    sample = buffer.sample(500, torch.Generator().manual_seed(0))
+    assert set(sample["observations"][0, :, 0].tolist()) == {4.0, 5.0, 6.0, 7.0}
+    assert set(sample["observations"][1, :, 0].tolist()) == {0.0, 1.0, 2.0}
+    torch.testing.assert_close(sample["rewards"], sample["observations"] + 2)
+    big = {name: np.tile(values, (1, 4, 1)) for name, values in arrays.items()}
+    buffer.add_trajectories(big, lengths=np.array([16, 16]), member_of_trajectory=np.array([0, 1]))
+    assert buffer.sizes.tolist() == [10, 10]
+
+
+def test_ensemble_mlp_members_are_independent():
+    torch.manual_seed(0)
+    network = EnsembleMLP(3, 5, [8], 2)
+    inputs = torch.randn(3, 4, 5)
+    outputs = network(inputs)
+    changed = inputs.clone()
+    changed[1] += 1.0
+    new_outputs = network(changed)
+    assert torch.equal(outputs[0], new_outputs[0]) and torch.equal(outputs[2], new_outputs[2])
+    assert not torch.equal(outputs[1], new_outputs[1])
+    assert network(torch.randn(3, 2, 6, 5)).shape == (3, 2, 6, 2)

@@ -1,0 +1,210 @@
+"""Stage 1: train one SAC/DQN agent per task and save its whole training history as a dataset.
+
+Reads ``data_collection_config/<env-type>.yaml``. Writes one dataset file per task,
+``data/<env-type>/<dataset-name>/task_<seed>.npz`` (re-saved atomically every save interval: the
+random initial pool and every later rollout, with the training step of each trajectory), and the
+run directory ``runs/data_collection/<env-type>/<exp-name>_s<seeds>/`` (config, logs, agent
+checkpoints, trajectory figures). ``--seeds 0-39`` trains the 40 agents in one process as a stacked
+ensemble on vectorised envs; each agent only ever sees its own task's data.
+
+    python train_single_agent.py --env-type gridworld --seed 73
+    python train_single_agent.py --env-type point_robot_sparse --seeds 0-39 --device auto
+
+Paper: BOReL (Dorfman et al., 2021) section 4 and appendix, data collection; spec borel.md section 3.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from algorithms.agents import act, choose_algorithm, epsilon_at, make_agent
+from environments.bamdp import BatchedBAMDP
+from environments.registry import get_spec, make_batched_env, resolve_options
+from utils.config import load_config
+from utils.datasets import (
+    FORMAT_VERSION,
+    dataset_directory,
+    load_task_dataset,
+    save_task_dataset,
+    task_file,
+)
+from utils.errors import UserError, run_script
+from utils.logger import Logger
+from utils.plotting import trajectory_figure
+from utils.progress import progress_range
+from utils.replay import FIELDS, EnsembleReplayBuffer
+from utils.rollouts import MetaEpisodeBatch, TaskHistories, collect_meta_episodes
+from utils.runs import RunDirectory, code_version, run_path
+from utils.seeding import parse_seeds, resolve_device, seed_everything, seed_label
+from utils.stage_configs import DataCollectionConfig
+
+STAGE = "data_collection"
+EVALUATION_SEED_OFFSET = 1_000_003
+
+
+def copy_seeds(seeds: list[int], replicas: int) -> list[int]:
+    """Distinct random-stream seeds for copy r of task s (independent of the other tasks)."""
+    return [int(np.random.SeedSequence([seed, replica]).generate_state(1)[0])
+            for seed in seeds for replica in range(replicas)]
+
+
+def main(config: DataCollectionConfig) -> Path:
+    spec = get_spec(config.env_type)
+    seeds = parse_seeds(config.seeds) if config.seeds else [config.seed]
+    num_tasks, replicas = len(seeds), config.num_rollouts_per_iter
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    episodes_per_task = config.episodes_per_task or spec.episodes_per_task
+    env_options = resolve_options(config.env_type, config.env_options)
+
+    # K tasks x R copies for collection (copy c plays task c // R), K copies for evaluation.
+    collection = BatchedBAMDP(make_batched_env(config.env_type, num_tasks * replicas,
+                                               config.env_options), episodes_per_task)
+    tasks = np.stack([collection.env.task_from_seed(seed) for seed in seeds])
+    collection.set_tasks(np.repeat(tasks, replicas, axis=0))
+    collection.seed(copy_seeds(seeds, replicas))
+    evaluation = BatchedBAMDP(make_batched_env(config.env_type, num_tasks, config.env_options),
+                              episodes_per_task)
+    evaluation.set_tasks(tasks)
+    member_of_copy = np.repeat(np.arange(num_tasks), replicas)
+
+    algorithm = choose_algorithm(config, collection.action_space)
+    run = RunDirectory.create(
+        run_path(config.runs_dir, STAGE, config.env_type, config.exp_name, seed_label(seeds)),
+        config, config.resume, config.overwrite, device=str(device))
+    data_dir = dataset_directory(config.data_dir, config.env_type, config.dataset_name)
+    existing = [task_file(data_dir, seed) for seed in seeds if task_file(data_dir, seed).exists()]
+    if existing and not (config.resume or config.overwrite):
+        raise UserError(f"dataset {existing[0]} already exists; pass --resume true to continue "
+                        "the collection or --overwrite true to replace it")
+    meta = {
+        "format_version": FORMAT_VERSION, "env_type": config.env_type,
+        "env_options": env_options, "episodes_per_task": episodes_per_task,
+        "max_episode_steps": collection.max_episode_steps, "code_version": code_version(),
+        "algorithm": algorithm, "collection_run": str(run.path),
+    }
+    histories = TaskHistories(tasks, [{**meta, "seed": seed} for seed in seeds])
+
+    agent = make_agent(config, num_tasks, collection.observation_dim, collection.action_space,
+                       device)
+    total_meta_episodes = config.num_init_rollouts_pool + config.num_iters * replicas
+    capacity = min(config.buffer_size, total_meta_episodes * collection.trajectory_len)
+    stored_action_dim = (collection.action_space.n if algorithm == "dqn"
+                         else collection.action_space.shape[0])
+    dims = {"observations": collection.observation_dim, "actions": stored_action_dim,
+            "rewards": 1, "next_observations": collection.observation_dim, "terminations": 1}
+    buffer = EnsembleReplayBuffer(num_tasks, capacity, dims, device)
+    sampler = torch.Generator(device=device)
+    sampler.manual_seed(config.seed)
+    action_rng = np.random.default_rng(config.seed)
+    logger = Logger(run.path, config.use_tensorboard)
+
+    def record(batch: MetaEpisodeBatch, members: np.ndarray, training_step: int) -> None:
+        histories.append(batch, members, training_step)
+        buffer.add_trajectories({name: getattr(batch, name) for name in FIELDS},
+                                batch.lengths, members)
+
+    def save(iteration: int) -> None:
+        for index, seed in enumerate(seeds):
+            save_task_dataset(task_file(data_dir, seed), histories.dataset(index))
+        state = {
+            "iteration": iteration, "agent": agent.state_dict(),
+            "num_trajectories": [histories.num_trajectories(index) for index in range(num_tasks)],
+            "torch_rng": torch.get_rng_state(), "sampler": sampler.get_state(),
+            "action_rng": action_rng.bit_generator.state,
+            "env_streams": collection.env.random_state(),
+        }
+        if device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(device)
+        run.save_checkpoint(state, step=iteration, keep=config.save_models)
+
+    start = 0
+    checkpoint = run.load_checkpoint(map_location=device) if config.resume else None
+    if checkpoint is not None:
+        start = int(checkpoint["iteration"])
+        agent.load_state_dict(checkpoint["agent"])
+        torch.set_rng_state(checkpoint["torch_rng"])
+        if "cuda_rng" in checkpoint:
+            torch.cuda.set_rng_state(checkpoint["cuda_rng"], device)
+        sampler.set_state(checkpoint["sampler"].to(sampler.get_state().device))
+        action_rng.bit_generator.state = checkpoint["action_rng"]
+        collection.env.set_random_state(checkpoint["env_streams"])
+        for index, seed in enumerate(seeds):
+            dataset = load_task_dataset(task_file(data_dir, seed), config.env_type)
+            saved = int(checkpoint["num_trajectories"][index])
+            if dataset.num_trajectories < saved:
+                raise UserError(f"dataset {task_file(data_dir, seed)} holds "
+                                f"{dataset.num_trajectories} trajectories but the checkpoint "
+                                f"expects {saved}; cannot resume")
+            dataset = dataset.select(slice(0, saved))
+            histories.restore(index, dataset)
+            buffer.add_trajectories({name: getattr(dataset, name) for name in FIELDS},
+                                    dataset.lengths, np.full(saved, index))
+        logger.truncate_after(start)
+    else:
+        # Random initial pool: num_init_rollouts_pool meta-episodes per task, uniform actions.
+        for call in range(math.ceil(config.num_init_rollouts_pool / replicas)):
+            batch = collect_meta_episodes(collection, lambda observations: (
+                action_rng.integers(0, collection.action_space.n, len(observations))
+                if algorithm == "dqn"
+                else action_rng.uniform(-1.0, 1.0, (len(observations), stored_action_dim))))
+            wanted = config.num_init_rollouts_pool - call * replicas
+            keep = np.tile(np.arange(replicas) < wanted, num_tasks)
+            record(batch_rows(batch, keep), member_of_copy[keep], training_step=0)
+
+    bar = progress_range(start, config.num_iters, f"stage 1 {config.env_type} x{num_tasks}")
+    for iteration in bar:
+        started = time.perf_counter()
+        epsilon = epsilon_at(config, iteration)
+        batch = collect_meta_episodes(collection, lambda observations: act(
+            agent, observations, num_tasks, deterministic=False, epsilon=epsilon))
+        record(batch, member_of_copy, training_step=agent.num_updates)
+        update_metrics = [agent.update(buffer.sample(config.batch_size, sampler))
+                          for _ in range(config.rl_updates_per_iter)]
+        finished = iteration + 1
+        if finished % config.log_interval == 0 or finished == config.num_iters:
+            scalars = {f"train/{key}": float(np.mean([metrics[key] for metrics in
+                                                      update_metrics]))
+                       for key in (update_metrics[0] if update_metrics else {})}
+            evaluation.seed([seed + EVALUATION_SEED_OFFSET for seed in seeds])
+            rollout = collect_meta_episodes(evaluation, lambda observations: act(
+                agent, observations, num_tasks, deterministic=True))
+            returns = rollout.episode_returns(episodes_per_task)
+            for episode in range(episodes_per_task):
+                scalars[f"eval/return_episode_{episode + 1}"] = float(returns[:, episode].mean())
+            scalars["eval/return_sum"] = float(returns.sum(axis=1).mean())
+            scalars["eval/success_rate"] = float(rollout.successes[..., 0].any(axis=1).mean())
+            scalars["train/epsilon" if algorithm == "dqn" else "train/entropy_alpha"] = (
+                epsilon if algorithm == "dqn" else float(agent.alpha.mean()))
+            scalars["time/seconds_per_iteration"] = time.perf_counter() - started
+            logger.log(finished, scalars)
+            bar.set_postfix(eval_return=f"{scalars['eval/return_sum']:.2f}")
+            if evaluation.env.trajectory_xy(rollout.observations[0]) is not None:
+                logger.figure("eval/trajectory_task_0", trajectory_figure(
+                    evaluation.env, tasks[0], rollout.observations[0],
+                    rollout.next_observations[0], rollout.truncations[0],
+                    int(rollout.lengths[0]), title=f"seed {seeds[0]}, iteration {finished}"),
+                    finished)
+        if finished % config.save_interval == 0 or finished == config.num_iters:
+            save(finished)
+    if start == 0 and config.num_iters == 0:
+        save(0)
+    logger.close()
+    return run.path
+
+
+def batch_rows(batch: MetaEpisodeBatch, keep: np.ndarray) -> MetaEpisodeBatch:
+    """The trajectories of ``batch`` where ``keep`` is True."""
+    return MetaEpisodeBatch(**{
+        name: None if value is None else value[keep] for name, value in vars(batch).items()
+    })
+
+
+if __name__ == "__main__":
+    run_script(lambda: main(load_config(DataCollectionConfig, config_dir="data_collection_config",
+                                        program="train_single_agent.py")))
