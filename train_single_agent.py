@@ -10,7 +10,8 @@ ensemble on vectorised envs; each agent only ever sees its own task's data.
     python train_single_agent.py --env-type gridworld --seed 73
     python train_single_agent.py --env-type point_robot_sparse --seeds 0-39 --device auto
 
-Paper: BOReL (Dorfman et al., 2021) section 4 and appendix, data collection; spec borel.md section 3.
+Paper: BOReL (Dorfman et al., 2021) section 4 and appendix, data collection; spec borel.md
+section 3.
 """
 
 from __future__ import annotations
@@ -161,7 +162,7 @@ def main(config: DataCollectionConfig) -> Path:
     for iteration in bar:
         started = time.perf_counter()
         epsilon = epsilon_at(config, iteration)
-        batch = collect_meta_episodes(collection, lambda observations: act(
+        batch = collect_meta_episodes(collection, lambda observations, epsilon=epsilon: act(
             agent, observations, num_tasks, deterministic=False, epsilon=epsilon))
         record(batch, member_of_copy, training_step=agent.num_updates)
         update_metrics = [agent.update(buffer.sample(config.batch_size, sampler))

@@ -17,7 +17,7 @@ from models.mlp import HIDDEN_BIAS, LAST_LAYER_INIT
 
 
 class EnsembleLinear(nn.Module):
-    """K affine maps: (K, N, input_dim) -> (K, N, output_dim), weights (K, input_dim, output_dim)."""
+    """K affine maps (K, N, input_dim) -> (K, N, output_dim); weights (K, input_dim, output_dim)."""
 
     def __init__(self, num_members: int, input_dim: int, output_dim: int) -> None:
         super().__init__()
