@@ -61,15 +61,15 @@ def main(config: DataCollectionConfig) -> Path:
     device = resolve_device(config.device)
     seed_everything(config.seed)
     episodes_per_task = config.episodes_per_task or spec.episodes_per_task
-    env_options = resolve_options(config.env_type, config.env_options)
+    env_options = resolve_options(config.env_type, config.environment_options())
 
     # K tasks x R copies for collection (copy c plays task c // R), K copies for evaluation.
     collection = BatchedBAMDP(make_batched_env(config.env_type, num_tasks * replicas,
-                                               config.env_options), episodes_per_task)
+                                               env_options), episodes_per_task)
     tasks = np.stack([collection.env.task_from_seed(seed) for seed in seeds])
     collection.set_tasks(np.repeat(tasks, replicas, axis=0))
     collection.seed(copy_seeds(seeds, replicas))
-    evaluation = BatchedBAMDP(make_batched_env(config.env_type, num_tasks, config.env_options),
+    evaluation = BatchedBAMDP(make_batched_env(config.env_type, num_tasks, env_options),
                               episodes_per_task)
     evaluation.set_tasks(tasks)
     member_of_copy = np.repeat(np.arange(num_tasks), replicas)

@@ -37,7 +37,8 @@ class BAMDPStep:
         observations: what each copy acts on next (the reset state after an inner reset).
         next_observations: the true next state of this transition (flag 1 at an inner end).
         rewards: rewards of this transition.
-        terminations: the TD terminal stored with the data: goal reached or a fall.
+        terminations: the TD terminal stored with the data: a fall, or the goal reached where
+            the family treats success as terminal (BOReL's goal envs; not Meta-World).
         truncations: True where this transition ends an inner episode.
         successes: True where the goal was reached.
         active: True where the copy was inside its meta-episode when this step was taken; the
@@ -177,7 +178,8 @@ class BatchedBAMDP:
         zero = ~active
         rewards = np.where(zero, 0.0, result.rewards).astype(np.float32)
         successes = result.successes & active
-        terminations = (result.terminated | result.successes) & active
+        goal_terminal = result.successes if self.env.success_is_terminal else False
+        terminations = (result.terminated | goal_terminal) & active
         infos = {key: np.where(zero, 0, value) for key, value in result.infos.items()}
         return BAMDPStep(
             observations=observations.copy(),

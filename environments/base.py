@@ -48,11 +48,13 @@ class BatchedTaskEnv(abc.ABC):
     ``_step`` and ``reward``. ``reward_recomputable`` is False where the reward of a stored
     transition cannot be recomputed from the stored arrays and the task (relabelling then refuses);
     ``task_changes_dynamics`` is True where tasks differ in their transitions (Reward Relabelling
-    is then invalid and Policy Replaying is used instead).
+    is then invalid and Policy Replaying is used instead); ``success_is_terminal`` is False where
+    reaching the goal must not end bootstrapping (Meta-World keeps rewarding after success).
     """
 
     reward_recomputable: ClassVar[bool] = True
     task_changes_dynamics: ClassVar[bool] = False
+    success_is_terminal: ClassVar[bool] = True
     observation_space: spaces.Box
     action_space: spaces.Box | spaces.Discrete
     task_dim: int
@@ -155,8 +157,9 @@ class BatchedTaskEnv(abc.ABC):
         self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray, task: np.ndarray
     ) -> np.ndarray:
         """Reward of the transition (obs, action, next_obs) under ``task``; vectorised over
-        leading dimensions. Actions as stored in datasets: native for Box spaces, one-hot or
-        integer for Discrete ones. Equal to what ``step`` returned for that transition."""
+        leading dimensions. Actions are native (datasets store Box actions in [-1, 1]: map them
+        with ``BatchedBAMDP.to_native_actions``); Discrete actions one-hot or integer. Equal to
+        what ``step`` returned for that transition."""
 
     def success(
         self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray, task: np.ndarray

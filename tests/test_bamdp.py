@@ -158,3 +158,21 @@ def test_discrete_actions_are_stored_one_hot():
     np.testing.assert_array_equal(batch.actions[1, :, 2], 1.0)
     assert batch.actions.sum() == 120
     np.testing.assert_array_equal(batch.lengths, [60, 60])
+
+
+def test_success_is_a_td_terminal_only_where_the_family_says_so():
+    class AlwaysSucceeds(Line):
+        def _step(self, actions):
+            result = super()._step(actions)
+            result.successes[:] = True
+            return result
+
+    class KeepsRewarding(AlwaysSucceeds):
+        success_is_terminal = False
+
+    for family, expected in ((AlwaysSucceeds, 1.0), (KeepsRewarding, 0.0)):
+        env = family(1, max_episode_steps=3)
+        env.set_tasks(np.array([[100.0]]))
+        batch = collect_meta_episodes(BatchedBAMDP(env, 1), lambda obs: np.zeros((1, 1)))
+        np.testing.assert_array_equal(batch.successes[0, :, 0], 1.0)
+        np.testing.assert_array_equal(batch.terminations[0, :, 0], expected)

@@ -195,3 +195,9 @@ def test_a_script_exits_with_code_2_and_one_line(tmp_path):
     assert completed.stderr.strip().splitlines() == [
         "error: --num-iters in the command line must be int, got 'x'"
     ]
+
+
+def test_every_registered_env_type_has_a_data_collection_config():
+    missing = [env_type for env_type in registered_env_types()
+               if not (ROOT / "data_collection_config" / f"{env_type}.yaml").is_file()]
+    assert missing == []

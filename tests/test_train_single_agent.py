@@ -142,3 +142,45 @@ def test_script_rejects_bad_input_with_exit_code_2(tmp_path):
         assert completed.returncode == 2, completed.stderr
         lines = completed.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], completed.stderr
+
+
+@pytest.mark.parametrize(
+    ("env_type", "extra"),
+    [("cheetah_vel", {}), ("ant_dir", {}), ("ant_semicircle_sparse", {}),
+     ("walker_rand_params", {}), ("cheetah-vel", {}), ("metaworld", {"env_name": "reach-v2"})],
+)
+def test_mujoco_and_metaworld_datasets(tmp_path, env_type, extra):
+    config = tiny_config(tmp_path, env_type, seed=2, num_iters=1, num_init_rollouts_pool=1,
+                         num_rollouts_per_iter=1, rl_updates_per_iter=2,
+                         critic_hidden_sizes=[16], policy_hidden_sizes=[16], batch_size=8,
+                         **extra)
+    if env_type == "metaworld":
+        with pytest.warns(UserWarning, match="alias"):
+            train_single_agent.main(config)
+    else:
+        train_single_agent.main(config)
+    dataset = load_task_dataset(tmp_path / "data" / env_type / "default" / "task_2.npz",
+                                expected_env_type=env_type)
+    options = config.environment_options()
+    env = make_batched_env(env_type, 1, options)
+    bamdp = BatchedBAMDP(env, dataset.meta["episodes_per_task"])
+    assert dataset.num_trajectories == 2
+    assert dataset.observations.shape[1:] == (bamdp.trajectory_len, bamdp.observation_dim)
+    np.testing.assert_array_equal(dataset.task, env.task_from_seed(2))
+    mask = dataset.valid_mask()
+    assert np.all(dataset.truncations[..., 0].sum(axis=1) == dataset.meta["episodes_per_task"])
+    if env.reward_recomputable:
+        observation_dim = env.observation_space.shape[0]
+        recomputed = env.reward(dataset.observations[..., :observation_dim],
+                                bamdp.to_native_actions(dataset.actions),
+                                dataset.next_observations[..., :observation_dim], dataset.task)
+        np.testing.assert_array_equal(recomputed[mask], dataset.rewards[..., 0][mask])
+    if env_type == "ant_semicircle_sparse":
+        assert dataset.meta["env_options"]["reward_variant"] == "dense"
+        sparse_env = make_batched_env(env_type, 1)
+        sparse = sparse_env.reward(dataset.observations[..., :29],
+                                   bamdp.to_native_actions(dataset.actions),
+                                   dataset.next_observations[..., :29], dataset.task)
+        np.testing.assert_array_equal(sparse[mask], dataset.sparse_rewards[..., 0][mask])
+    if env_type == "metaworld":
+        assert dataset.meta["env_options"]["env_name"] == "reach-v2"

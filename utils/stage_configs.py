@@ -26,6 +26,8 @@ class CommonConfig:
     data_dir: str = option("data", "root folder of datasets (<data-dir>/<env-type>/<name>/)")
     env_options: dict[str, Any] = option(
         {}, "overrides of the env-type's options, e.g. {start_distribution: uniform}")
+    env_name: str | None = option(
+        None, "Meta-World ML1 task for --env-type metaworld (e.g. handle-pull-v3); an env option")
     episodes_per_task: int | None = option(
         None, "inner episodes per BAMDP meta-episode (k); null uses the env-type's value")
     resume: bool = option(False, "continue an existing run from its latest checkpoint")
@@ -33,6 +35,16 @@ class CommonConfig:
     log_interval: int = option(10, "iterations between evaluations and log lines")
     save_interval: int = option(20, "iterations between kept checkpoints (and dataset saves)")
     use_tensorboard: bool = option(True, "write TensorBoard events beside scalars.csv")
+
+    def environment_options(self, evaluation: bool = False) -> dict[str, Any]:
+        """The env options in force: ``env_options``, then (for the evaluation env)
+        ``eval_env_options`` where the stage has them, then ``env_name`` if given."""
+        options = dict(self.env_options)
+        if evaluation:
+            options.update(getattr(self, "eval_env_options", {}))
+        if self.env_name is not None:
+            options["env_name"] = self.env_name
+        return options
 
 
 @dataclass
@@ -161,56 +173,103 @@ class OnlineConfig(CommonConfig, AgentConfig, VAEArchitectureConfig):
 
 @dataclass
 class FocalConfig(CommonConfig):
-    """launch_focal.py: FOCAL (distance-metric context encoder + BRAC SAC) on offline data."""
+    """launch_focal.py: FOCAL (distance-metric context encoder + BRAC SAC) on offline data.
 
+    Defaults are FOCAL's ``configs/default.py`` (spec focal.md 3.10); ``configs/<env-type>.json``
+    holds each env's overrides (spec 5.1 and 9).
+    """
+
+    # ---------------------------------------------------------------- data and task split
     dataset_name: str = option("default", "dataset folder: <data-dir>/<env-type>/<name>/")
-    num_train_tasks: int = option(80, "training tasks (first by seed)")
-    num_eval_tasks: int = option(20, "held-out tasks (the next ones by seed)")
-    num_trajs_per_task: int | None = option(50, "trajectories per task; null: all")
+    num_train_tasks: int = option(80, "training tasks: the first ones by seed")
+    num_eval_tasks: int = option(20, "held-out tasks: the next ones by seed")
+    num_trajs_per_task: int | None = option(
+        50, "keep the last N trajectories (in collection order) of each task's slice; null: all")
     data_slice: Literal["all", "expert", "medium", "random"] = option(
-        "all", "quality slice of each task's collection history (by training step)")
+        "all", "quality slice by the collecting agent's training step s, with M the task's "
+        "largest s: expert s >= 2M/3, medium M/3 <= s < 2M/3, random s < M/3")
+    ignore_terminations: bool = option(
+        False, "bootstrap through every stored transition (the point robots store reaching the "
+        "goal as a termination, which FOCAL's envs never ended on)")
+    # ---------------------------------------------------------------- networks
     latent_size: int = option(20, "task embedding size L")
-    net_size: int = option(256, "width of the policy, Q, V and dual-critic networks")
+    net_size: int = option(256, "width of the 3 hidden layers of the policy, Q, V and dual critic")
     context_hidden_sizes: list[int] = option([200, 200, 200], "context encoder hidden layers")
-    meta_batch: int = option(16, "tasks per gradient step (drawn with replacement)")
-    batch_size: int = option(256, "RL transitions per task per gradient step")
-    embedding_batch_size: int = option(64, "context transitions per task")
+    use_next_obs_in_context: bool = option(False, "add s' to each context transition")
+    use_task_embedding: bool = option(
+        True, "false: a baseline without task inference (z = 0, the encoder is not trained)")
+    # ---------------------------------------------------------------- schedule
+    meta_batch: int = option(16, "tasks per gradient step (T)")
+    mb_replace: bool = option(True, "draw the meta-batch's tasks with replacement")
+    batch_size: int = option(256, "RL transitions per task per gradient step (B)")
+    embedding_batch_size: int = option(64, "context transitions per task (N)")
     num_iterations: int = option(500, "outer iterations")
     num_train_steps_per_itr: int = option(2000, "gradient steps per iteration")
+    num_initial_steps: int = option(
+        2000, "per training task; only for the paper's 'Number of env steps total' x-axis")
+    sample_steps_per_iteration: int = option(
+        4000, "tasks sampled x transitions copied per iteration in the original; only for the "
+        "'Number of env steps total' x-axis")
+    # ---------------------------------------------------------------- evaluation
     num_evals: int = option(2, "evaluation repeats per task")
-    num_steps_per_eval: int = option(600, "environment steps per evaluation repeat")
+    num_steps_per_eval: int = option(
+        600, "steps per evaluation repeat: ceil(this / max-path-length) trajectories, each with "
+        "max-path-length more offline context transitions")
     max_path_length: int = option(200, "evaluation episode length")
+    evaluate_train_tasks: bool = option(
+        True, "also evaluate the first num-eval-tasks training tasks (AverageReturn_all_train_"
+        "tasks)")
+    num_online_episodes: int = option(
+        2, "episodes of the online-context protocol: the first with z = 0, each later one with z "
+        "from the policy's own earlier transitions in the task")
+    num_embedding_contexts: int = option(
+        10, "contexts per task encoded at each evaluation for the embedding plot, RMS and ESR")
+    eval_env_options: dict[str, Any] = option({}, "env options of the evaluation env")
+    # ---------------------------------------------------------------- actor-critic
     discount: float = option(0.99, "discount factor")
+    reward_scale: float = option(5.0, "rewards in the Bellman target are multiplied by this")
     soft_target_tau: float = option(0.005, "Polyak rate of the target V network")
     policy_lr: float = option(3e-4, "policy learning rate")
     qf_lr: float = option(3e-4, "Q learning rate")
     vf_lr: float = option(3e-4, "V learning rate")
-    context_lr: float = option(3e-4, "context encoder learning rate")
-    c_lr: float = option(1e-4, "dual critic learning rate")
-    c_iter: int = option(3, "dual critic steps per gradient step")
-    alpha_lr: float = option(1.0, "step size of the BRAC alpha")
-    alpha_init: float = option(500.0, "initial BRAC alpha")
-    alpha_max: float = option(2000.0, "upper clip of the BRAC alpha")
-    target_divergence: float = option(0.05, "target KL divergence of the alpha update")
-    train_alpha: bool = option(True, "learn alpha toward the target divergence")
-    use_brac: bool = option(True, "behaviour regularisation on")
-    use_value_penalty: bool = option(False, "subtract alpha * divergence in the value target")
-    use_policy_regularisation: bool = option(True, "add alpha * divergence to the policy loss")
-    gradient_penalty: bool = option(False, "a true gradient penalty on the dual critic")
-    gradient_penalty_weight: float = option(5.0, "weight of the gradient penalty")
     max_entropy: bool = option(True, "keep -log pi in the V target and the actor loss")
     policy_mean_reg_weight: float = option(1e-3, "L2 weight on the policy mean")
     policy_std_reg_weight: float = option(1e-3, "L2 weight on the policy log std")
-    reward_scale: float = option(5.0, "rewards are multiplied by this")
+    # ---------------------------------------------------------------- context encoder
+    context_lr: float = option(3e-4, "context encoder learning rate")
     z_loss_weight: float = option(10.0, "weight of the distance-metric loss")
     metric_loss: Literal["inverse_square", "inverse", "linear", "square"] = option(
-        "inverse_square", "negative term of the distance-metric loss")
+        "inverse_square", "negative (different-task) term: beta/(d^2 + eps), beta/(d + eps), "
+        "-beta d or -beta d^2")
+    metric_beta: float = option(
+        1.0, "beta of the negative term (the paper's ablation: 1, 2, 8, 16 for inverse-square, "
+        "inverse, linear, square)")
     metric_epsilon: float = option(0.1, "epsilon in the negative-power distance terms")
-    use_next_obs_in_context: bool = option(False, "add s' to each context transition")
-    allow_backward_z: bool = option(False, "coupled: Bellman gradients reach the encoder")
-    sparse_rewards: bool = option(False, "contexts use the sparse rewards")
-    mb_replace: bool = option(True, "draw meta-batch tasks with replacement")
-    eval_env_options: dict[str, Any] = option({}, "env options of the evaluation env")
+    metric_positive: Literal["rms", "square"] = option(
+        "rms", "positive (same-task) term: sqrt(d^2 + 1e-3) as the code, or d^2 as the paper")
+    metric_distance: Literal["mean", "sum"] = option(
+        "mean", "d^2 averages (code) or sums (paper) the squared differences over the L dims")
+    allow_backward_z: bool = option(
+        False, "coupled: the Bellman (Q) loss also trains the encoder through z")
+    sparse_rewards: bool = option(False, "contexts use the dataset's sparse rewards; reported "
+                                  "returns sum the env's sparse reward")
+    # ---------------------------------------------------------------- BRAC
+    use_brac: bool = option(True, "behaviour regularisation with the KL dual critic")
+    use_value_penalty: bool = option(False, "subtract alpha * divergence in the V target")
+    use_policy_regularisation: bool = option(True, "add alpha * divergence to the policy loss")
+    value_penalty_state: Literal["next", "current"] = option(
+        "next", "divergence of the value penalty at s' (BRAC) or at s (the original code)")
+    c_lr: float = option(1e-4, "dual critic learning rate")
+    c_iter: int = option(3, "dual critic steps per gradient step (later ones on fresh batches)")
+    dual_critic_penalty: Literal["gradient", "magnitude", "none"] = option(
+        "gradient", "penalty on the dual critic: one-sided gradient penalty on ||grad_a c|| "
+        "(BRAC), the original code's penalty on |c|, or none")
+    gradient_penalty_weight: float = option(5.0, "weight of the dual critic's penalty")
+    alpha_lr: float = option(1.0, "step size of the BRAC alpha")
+    alpha_init: float = option(500.0, "initial BRAC alpha")
+    alpha_max: float = option(2000.0, "alpha is kept in [0, alpha-max]")
+    target_divergence: float = option(0.05, "target KL divergence of the alpha update")
+    train_alpha: bool = option(True, "learn alpha toward the target divergence; false: fixed")
 
 
 STAGE_CONFIGS: dict[str, tuple[type, str]] = {
