@@ -41,7 +41,13 @@ from utils.progress import progress_range
 from utils.replay import FIELDS, EnsembleReplayBuffer
 from utils.rollouts import MetaEpisodeBatch, TaskHistories, collect_meta_episodes
 from utils.runs import RunDirectory, code_version, run_path
-from utils.seeding import parse_seeds, resolve_device, seed_everything, seed_label
+from utils.seeding import (
+    parse_seeds,
+    resolve_device,
+    seed_everything,
+    seed_label,
+    set_torch_threads,
+)
 from utils.stage_configs import DataCollectionConfig
 
 STAGE = "data_collection"
@@ -59,6 +65,7 @@ def main(config: DataCollectionConfig) -> Path:
     seeds = parse_seeds(config.seeds) if config.seeds else [config.seed]
     num_tasks, replicas = len(seeds), config.num_rollouts_per_iter
     device = resolve_device(config.device)
+    set_torch_threads(config.torch_threads)
     seed_everything(config.seed)
     episodes_per_task = config.episodes_per_task or spec.episodes_per_task
     env_options = resolve_options(config.env_type, config.environment_options())

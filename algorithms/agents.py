@@ -11,8 +11,13 @@ from gymnasium import spaces
 
 from algorithms.dqn import DQN
 from algorithms.sac import SAC
+from environments.bamdp import BatchedBAMDP
+from environments.registry import get_spec, make_batched_env
+from utils.config import load_saved_config
 from utils.errors import UserError
-from utils.stage_configs import AgentConfig
+from utils.runs import RunDirectory
+from utils.seeding import parse_seeds
+from utils.stage_configs import AgentConfig, DataCollectionConfig
 
 Agent = SAC | DQN
 
@@ -62,3 +67,20 @@ def act(agent: Agent, observations: np.ndarray, num_members: int, deterministic:
         return actions.reshape(-1).cpu().numpy()
     actions = agent.act(inputs, deterministic=deterministic)
     return actions.reshape(-1, actions.shape[-1]).cpu().numpy()
+
+
+def load_collection_agents(run: RunDirectory, device: torch.device
+                           ) -> tuple[Agent, list[int], DataCollectionConfig]:
+    """The stacked agents of a stage-1 run (latest checkpoint), the seeds of its members in order,
+    and the run's config."""
+    config = load_saved_config(DataCollectionConfig, run.config_path)
+    seeds = parse_seeds(config.seeds) if config.seeds else [config.seed]
+    spec = get_spec(config.env_type)
+    bamdp = BatchedBAMDP(make_batched_env(config.env_type, 1, config.environment_options()),
+                         config.episodes_per_task or spec.episodes_per_task)
+    agent = make_agent(config, len(seeds), bamdp.observation_dim, bamdp.action_space, device)
+    checkpoint = run.load_checkpoint(map_location=device)
+    if checkpoint is None:
+        raise UserError(f"stage-1 run {run.path} has no checkpoint to load agents from")
+    agent.load_state_dict(checkpoint["agent"])
+    return agent, seeds, config

@@ -50,3 +50,36 @@ def trajectory_figure(
         axis.legend(loc="upper right", fontsize=7)
     axis.set_title(title, fontsize=9)
     return figure
+
+
+def reward_prediction_figure(true_rewards: list[np.ndarray], predicted_rewards: list[np.ndarray],
+                             titles: list[str]) -> Any:
+    """One panel per trajectory: the true reward of every step and the decoder's prediction from
+    the belief held before that step."""
+    figure = Figure(figsize=(4.0 * len(true_rewards), 3.0))
+    for index, (true, predicted, title) in enumerate(
+            zip(true_rewards, predicted_rewards, titles, strict=True)):
+        axis = figure.add_subplot(1, len(true_rewards), index + 1)
+        axis.plot(true, ".", markersize=3, label="true reward")
+        axis.plot(predicted, "-", linewidth=1, label="predicted")
+        axis.set_title(title, fontsize=8)
+        axis.set_xlabel("step")
+    figure.axes[0].legend(fontsize=7)
+    return figure
+
+
+def grid_belief_figure(probabilities: np.ndarray, positions: np.ndarray, goal: np.ndarray,
+                       steps: list[int], num_cells: int) -> Any:
+    """Gridworld reward beliefs over time: one heat map of p(r = 1 | cell) per chosen step, with
+    the agent's position (circle) and the true goal (cross)."""
+    figure = Figure(figsize=(2.4 * len(steps), 2.6))
+    for index, step in enumerate(steps):
+        axis = figure.add_subplot(1, len(steps), index + 1)
+        grid = probabilities[index].reshape(num_cells, num_cells)
+        axis.imshow(grid, origin="lower", vmin=0.0, vmax=1.0, cmap="viridis")
+        axis.plot(*positions[index][:2], "o", color="white", markersize=7)
+        axis.plot(*goal[:2], "x", color="red", markersize=9, mew=2)
+        axis.set_title(f"t = {step}", fontsize=8)
+        axis.set_xticks([])
+        axis.set_yticks([])
+    return figure

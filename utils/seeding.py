@@ -18,6 +18,14 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def set_torch_threads(num_threads: int) -> None:
+    """Use ``num_threads`` CPU threads for PyTorch's operators (0 keeps PyTorch's default)."""
+    if num_threads < 0:
+        raise UserError(f"--torch-threads must be 0 or positive, got {num_threads}")
+    if num_threads:
+        torch.set_num_threads(num_threads)
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto``: CUDA when present, else CPU. ``cuda`` without a GPU is a UserError."""
     if name == "auto":

@@ -21,6 +21,9 @@ class CommonConfig:
     env_type: str = option("", "env-type name from the registry (gridworld, cheetah_vel, ...)")
     seed: int = option(73, "random seed; in stage 1 it also selects the task")
     device: Literal["auto", "cpu", "cuda"] = option("auto", "auto uses CUDA when present")
+    torch_threads: int = option(
+        1, "CPU threads of PyTorch's operators (0: PyTorch's default); the small networks here "
+        "run fastest on one, and several stall badly when the cores are shared")
     exp_name: str = option("default", "experiment name; the run lives in <exp-name>_s<seed>")
     runs_dir: str = option("runs", "root folder of run directories")
     data_dir: str = option("data", "root folder of datasets (<data-dir>/<env-type>/<name>/)")
@@ -91,6 +94,8 @@ class VAEArchitectureConfig:
     reward_loss_weight: float = option(1.0, "weight of the reward reconstruction term")
     state_loss_weight: float = option(1.0, "weight of the state reconstruction term")
     kl_to_gauss_prior: bool = option(False, "KL of every posterior to N(0, I) instead")
+    decode_task: bool = option(False, "also train a task decoder predicting the task vector")
+    task_loss_weight: float = option(1.0, "weight of the task reconstruction term")
 
 
 @dataclass
@@ -113,16 +118,24 @@ class VAEConfig(CommonConfig, VAEArchitectureConfig):
     """Stage 2 (train_vae_offline.py): the belief model on the offline multi-task data."""
 
     dataset_name: str = option("default", "dataset folder: <data-dir>/<env-type>/<name>/")
-    num_trajs_per_task: int | None = option(None, "use this many trajectories per task")
+    num_trajs_per_task: int | None = option(
+        None, "use a random subset (fixed by the seed) of this many trajectories per task")
+    use_sparse_rewards: bool = option(
+        False, "train on the dataset's sparse_rewards (ant semi-circle: dense collection, "
+        "sparse task)")
     num_iters: int = option(100, "epochs over the data")
     tasks_batch_size: int = option(8, "tasks per gradient step")
     trajs_per_task_batch: int = option(8, "trajectories per task per gradient step")
     hindsight_relabelling: bool = option(True, "Reward Relabelling of the first episodes")
-    relabelling_fraction: float = option(1.0, "fraction of trajectories whose first "
-                                         "episodes are replaced by another task's")
+    relabelling_fraction: float = option(
+        0.632, "probability that a trajectory's first episodes are relabelled; the original drew "
+        "n of n trajectories with replacement, which touches 1 - 1/e = 63.2% of them")
     policy_replaying: bool = option(False, "Policy Replaying (for tasks with other dynamics)")
+    collection_run: str = option(
+        "default", "stage-1 run(s) whose agents Policy Replaying replays: a path or exp-name")
     replaying_dataset_name: str = option("policy_replaying", "dataset folder of replayed rollouts")
-    num_replaying_policies: int = option(20, "replayed policies mixed into each task")
+    num_replaying_policies: int = option(20, "other tasks' agents replayed in each task")
+    replaying_rollouts_per_policy: int = option(10, "meta-episodes per replayed agent")
     eval_interval: int = option(20, "epochs between reward-prediction figures")
 
 

@@ -83,6 +83,10 @@ class GridWorld(BatchedTaskEnv):
         """Number of cells (the multi-head reward decoder has one head per cell)."""
         return self.num_cells**2
 
+    def cell_index(self, observations: np.ndarray) -> np.ndarray:
+        """Cell id x + num_cells * y of observations (..., 2[+1]); the multi-head decoder's head."""
+        return cell_ids(observations, self.num_cells)
+
     # ----------------------------------------------------------------------------- tasks
     def sample_tasks(self, num_tasks: int, rng: np.random.Generator) -> np.ndarray:
         replace = num_tasks > len(self.goals)
