@@ -33,19 +33,21 @@ def choose_algorithm(config: AgentConfig, action_space: spaces.Space) -> str:
 
 
 def make_agent(config: AgentConfig, num_members: int, observation_dim: int,
-               action_space: spaces.Space, device: torch.device) -> Agent:
-    """K stacked agents with the hyper-parameters of ``config``."""
+               action_space: spaces.Space, device: torch.device, cql_alpha: float = 0.0,
+               cql_num_actions: int = 10) -> Agent:
+    """K stacked agents with the hyper-parameters of ``config`` (CQL off unless asked)."""
     if choose_algorithm(config, action_space) == "dqn":
         return DQN(num_members, observation_dim, int(action_space.n), config.critic_hidden_sizes,
                    lr=config.critic_lr, gamma=config.gamma, tau=config.tau,
-                   max_grad_norm=config.max_grad_norm, device=device)
+                   max_grad_norm=config.max_grad_norm, cql_alpha=cql_alpha, device=device)
     return SAC(
         num_members, observation_dim, int(action_space.shape[0]), config.policy_hidden_sizes,
         config.critic_hidden_sizes, actor_lr=config.actor_lr, critic_lr=config.critic_lr,
         gamma=config.gamma, tau=config.tau, entropy_alpha=config.entropy_alpha,
         automatic_entropy_tuning=config.automatic_entropy_tuning,
         target_entropy=config.target_entropy, alpha_lr=config.alpha_lr,
-        max_grad_norm=config.max_grad_norm, device=device,
+        max_grad_norm=config.max_grad_norm, cql_alpha=cql_alpha,
+        cql_num_actions=cql_num_actions, device=device,
     )
 
 

@@ -7,7 +7,10 @@ them, and the taken action is their argmax. For each member, with target network
     L = mean_B (Q(s, a) - y)^2
 
 The K losses are summed (each member's gradient equals a lone agent's); Adam; the target follows
-Q by Polyak averaging with rate tau after every step (spec borel.md 3.2).
+Q by Polyak averaging with rate tau after every step (spec borel.md 3.2). With ``cql_alpha`` > 0
+the loss gains CQL(H)'s conservative term
+
+    cql_alpha * mean_B [log sum_a exp Q(s, a) - Q(s, a_data)].
 """
 
 from __future__ import annotations
@@ -37,9 +40,11 @@ class DQN:
         gamma: float = 0.99,
         tau: float = 0.005,
         max_grad_norm: float | None = None,
+        cql_alpha: float = 0.0,
         device: torch.device | str = "cpu",
     ) -> None:
         self.num_members, self.num_actions = num_members, num_actions
+        self.cql_alpha = cql_alpha
         self.gamma, self.tau, self.max_grad_norm = gamma, tau, max_grad_norm
         self.device = torch.device(device)
         self.q_network = EnsembleMLP(num_members, observation_dim, hidden_sizes, num_actions).to(
@@ -65,16 +70,22 @@ class DQN:
     def update(self, batch: Batch) -> dict[str, float]:
         """One gradient step of every member on its slice of ``batch``; returns mean metrics."""
         taken = batch["actions"].argmax(dim=-1, keepdim=True)
-        q_values = self.q_network(batch["observations"]).gather(-1, taken)
+        all_q_values = self.q_network(batch["observations"])
+        q_values = all_q_values.gather(-1, taken)
         with torch.no_grad():
             next_values = self.target_network(batch["next_observations"]).max(dim=-1,
                                                                               keepdim=True).values
             targets = batch["rewards"] + self.gamma * (1.0 - batch["terminations"]) * next_values
         loss = (q_values - targets).pow(2).mean(dim=(1, 2)).sum()
+        metrics = {"q_loss": loss.item() / self.num_members, "q_value": q_values.mean().item()}
+        if self.cql_alpha > 0:
+            penalty = torch.logsumexp(all_q_values, dim=-1, keepdim=True) - q_values
+            loss = loss + self.cql_alpha * penalty.mean(dim=(1, 2)).sum()
+            metrics["cql_penalty"] = penalty.mean().item()
         step(self.optimizer, loss, self.max_grad_norm)
         polyak_update(self.target_network, self.q_network, self.tau)
         self.num_updates += 1
-        return {"q_loss": loss.item() / self.num_members, "q_value": q_values.mean().item()}
+        return metrics
 
     def state_dict(self) -> dict[str, Any]:
         return {

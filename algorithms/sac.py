@@ -11,11 +11,21 @@ twin critics Q_1, Q_2, their Polyak-averaged targets Q-bar_j, policy pi and temp
 
 The losses of the K members are summed, so each member's gradient equals that of a lone agent.
 Order per update (spec borel.md 3.2): critic step, target update (tau), policy step, alpha step.
+
+With ``cql_alpha`` > 0 each critic's loss gains the conservative term of CQL(H) (Kumar et al.,
+2020), with N = ``cql_num_actions`` actions per state from each of three proposals:
+
+    L_CQL_j = mean_B [ log sum_{a in A_s} exp(Q_j(s, a) - log p(a)) - Q_j(s, a_data) ]
+
+where A_s holds N uniform actions (log p = -|A| log 2), N actions of pi(.|s) and N of pi(.|s'),
+each weighted by its proposal's density (log pi for the policy samples). The original BOReL code
+never exponentiated Q here (spec borel.md 5.4); this is the standard estimator.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,9 +57,12 @@ class SAC:
         target_entropy: float | None = None,
         alpha_lr: float = 3e-4,
         max_grad_norm: float | None = None,
+        cql_alpha: float = 0.0,
+        cql_num_actions: int = 10,
         device: torch.device | str = "cpu",
     ) -> None:
         self.num_members = num_members
+        self.cql_alpha, self.cql_num_actions = cql_alpha, cql_num_actions
         self.action_dim = action_dim
         self.gamma, self.tau = gamma, tau
         self.max_grad_norm = max_grad_norm
@@ -104,6 +117,10 @@ class SAC:
             )
         q_values = self.q_values(self.critic, observations, actions)
         critic_loss = (q_values - targets).pow(2).mean(dim=(2, 3)).sum()
+        cql_penalty = None
+        if self.cql_alpha > 0:
+            cql_penalty = self.cql_penalty(observations, batch["next_observations"], q_values)
+            critic_loss = critic_loss + self.cql_alpha * cql_penalty.mean(dim=2).sum()
         step(self.critic_optimizer, critic_loss, self.max_grad_norm)
         polyak_update(self.target_critic, self.critic, self.tau)
 
@@ -128,8 +145,35 @@ class SAC:
             self.alpha_optimizer.step()
             metrics["alpha_loss"] = alpha_loss.item() / self.num_members
         metrics["alpha"] = self.alpha.mean().item()
+        if cql_penalty is not None:
+            metrics["cql_penalty"] = cql_penalty.mean().item()
         self.num_updates += 1
         return metrics
+
+    def cql_penalty(self, observations: torch.Tensor, next_observations: torch.Tensor,
+                    q_values: torch.Tensor) -> torch.Tensor:
+        """The CQL(H) term of each critic and transition (2, K, B) (see the module docstring)."""
+        count = self.cql_num_actions
+        members, size = observations.shape[:2]
+
+        def repeat(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor.unsqueeze(2).expand(members, size, count, tensor.shape[-1]).reshape(
+                members, size * count, tensor.shape[-1])
+
+        states, next_states = repeat(observations), repeat(next_observations)
+        with torch.no_grad():
+            uniform = torch.rand(members, size * count, self.action_dim,
+                                 device=observations.device) * 2 - 1
+            current_actions, current_log_probs = self.policy.sample(states)
+            next_actions, next_log_probs = self.policy.sample(next_states)
+        uniform_log_density = -self.action_dim * math.log(2.0)
+        proposals = [
+            self.q_values(self.critic, states, uniform) - uniform_log_density,
+            self.q_values(self.critic, states, current_actions) - current_log_probs,
+            self.q_values(self.critic, states, next_actions) - next_log_probs,
+        ]
+        stacked = torch.cat([value.view(2, members, size, count) for value in proposals], dim=3)
+        return torch.logsumexp(stacked, dim=3) - q_values[..., 0]
 
     def state_dict(self) -> dict[str, Any]:
         state = {

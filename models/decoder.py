@@ -153,7 +153,8 @@ class RewardDecoder(nn.Module):
         """Predictions for matching latents and transitions (..., L), (..., .) -> (...)."""
         if self.decoder_type == "multihead_bernoulli":
             logits = self.network.aligned(latents, None)
-            return torch.gather(logits, -1, cells[..., None])[..., 0]
+            index = cells.expand(logits.shape[:-1])[..., None]
+            return torch.gather(logits, -1, index)[..., 0]
         features = self.features(observations, actions, next_observations)
         return self.network.aligned(latents, features)[..., 0]
 

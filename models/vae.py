@@ -64,7 +64,8 @@ class VAE(nn.Module):
         num_states: int | None = None,
     ) -> None:
         super().__init__()
-        self.latent_dim = latent_dim
+        self.observation_dim, self.action_dim, self.latent_dim = (observation_dim, action_dim,
+                                                                  latent_dim)
         decoder_embedding = max(action_embedding_size, 1)
         self.encoder = RNNEncoder(observation_dim, action_dim, latent_dim, gru_hidden_size,
                                   action_embedding_size, state_embedding_size,

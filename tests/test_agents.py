@@ -233,3 +233,38 @@ def test_ensemble_mlp_members_are_independent():
     assert torch.equal(outputs[0], new_outputs[0]) and torch.equal(outputs[2], new_outputs[2])
     assert not torch.equal(outputs[1], new_outputs[1])
     assert network(torch.randn(3, 2, 6, 5)).shape == (3, 2, 6, 2)
+
+
+def test_dqn_cql_penalty_is_logsumexp_minus_the_data_q_value():
+    torch.manual_seed(0)
+    agent = DQN(1, OBSERVATION_DIM, NUM_ACTIONS, [8], cql_alpha=2.0)
+    batch = dqn_batch(1, batch_size=6)
+    with torch.no_grad():
+        all_values = agent.q_network(batch["observations"])[0]
+    taken = batch["actions"][0].argmax(-1)
+    expected = np.mean([float(torch.logsumexp(all_values[index], 0)
+                              - all_values[index, taken[index]]) for index in range(6)])
+    metrics = agent.update(batch)
+    assert metrics["cql_penalty"] == pytest.approx(expected, rel=1e-5)
+    assert metrics["cql_penalty"] > 0.0
+
+
+def test_sac_cql_lowers_q_values_of_actions_absent_from_the_data():
+    def gap_after_training(cql_alpha: float) -> float:
+        torch.manual_seed(0)
+        agent = SAC(1, OBSERVATION_DIM, ACTION_DIM, [32], [32], entropy_alpha=0.1,
+                    critic_lr=3e-3, cql_alpha=cql_alpha, cql_num_actions=4)
+        for seed in range(200):
+            batch = sac_batch(1, batch_size=64, seed=seed)
+            batch["actions"] = torch.zeros_like(batch["actions"])  # the data only holds a = 0
+            agent.update(batch)
+        observations = sac_batch(1, batch_size=256, seed=999)["observations"]
+        with torch.no_grad():
+            data = agent.q_values(agent.critic, observations, torch.zeros(1, 256, ACTION_DIM))
+            elsewhere = agent.q_values(agent.critic, observations,
+                                       torch.full((1, 256, ACTION_DIM), 0.9))
+        return float((elsewhere - data).mean())
+
+    without, with_cql = gap_after_training(0.0), gap_after_training(5.0)
+    assert abs(without) < 0.5  # plain SAC: no reason to rank unseen actions lower
+    assert with_cql < -2.0  # CQL pushes the unseen action's value well below the data's

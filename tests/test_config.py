@@ -201,3 +201,9 @@ def test_every_registered_env_type_has_a_data_collection_config():
     missing = [env_type for env_type in registered_env_types()
                if not (ROOT / "data_collection_config" / f"{env_type}.yaml").is_file()]
     assert missing == []
+
+
+def test_every_vae_config_has_an_offline_config():
+    vae = {path.stem for path in (ROOT / "vae_config").glob("*.yaml")}
+    offline = {path.stem for path in (ROOT / "offline_config").glob("*.yaml")}
+    assert vae == offline

@@ -83,3 +83,21 @@ def grid_belief_figure(probabilities: np.ndarray, positions: np.ndarray, goal: n
         axis.set_xticks([])
         axis.set_yticks([])
     return figure
+
+
+def belief_map_figure(env: Any, task: np.ndarray, maps: np.ndarray, extent: tuple[float, ...],
+                      positions: np.ndarray, steps: list[int]) -> Any:
+    """The belief over where the reward is, at several steps of a meta-episode: each panel shows
+    the expected reward r-hat(z, s') over a grid of planar points (``maps`` (P, ny, nx), extent
+    (x0, x1, y0, y1)), the task's layout and the path so far (``positions`` (T + 1, 2))."""
+    figure = Figure(figsize=(3.0 * len(steps), 2.6))
+    for index, step in enumerate(steps):
+        axis = figure.add_subplot(1, len(steps), index + 1)
+        axis.imshow(maps[index], origin="lower", extent=extent, cmap="viridis", aspect="auto")
+        env.plot_task(axis, task)
+        axis.plot(positions[: step + 1, 0], positions[: step + 1, 1], "-", color="white",
+                  linewidth=1)
+        axis.set_title(f"t = {step}", fontsize=8)
+        axis.set_xlim(extent[0], extent[1])
+        axis.set_ylim(extent[2], extent[3])
+    return figure

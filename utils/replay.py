@@ -67,3 +67,15 @@ class EnsembleReplayBuffer:
 
     def state(self) -> dict[str, Any]:
         return {"sizes": self.sizes.cpu(), "positions": torch.from_numpy(self.positions)}
+
+    def sample_tasks(self, members: torch.Tensor, batch_size: int,
+                     generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """One batch (1, M * batch_size, dim) of ``batch_size`` transitions from each of the
+        members ``members`` (M,) (repeats allowed): a meta-batch of tasks for one agent."""
+        sizes = self.sizes[members]
+        if int(sizes.min()) == 0:
+            raise UserError("cannot sample from a task without transitions")
+        uniform = torch.rand(len(members), batch_size, generator=generator, device=self.device)
+        indices = (uniform * sizes[:, None]).long()
+        return {name: values[members[:, None], indices].reshape(1, -1, values.shape[-1])
+                for name, values in self.storage.items()}

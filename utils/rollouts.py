@@ -61,11 +61,13 @@ def stored_action_dim(action_space: spaces.Space) -> int:
     return int(action_space.shape[0])
 
 
-def collect_meta_episodes(bamdp, policy: Policy) -> MetaEpisodeBatch:
+def collect_meta_episodes(bamdp, policy: Policy, on_step=None) -> MetaEpisodeBatch:
     """Play one meta-episode in every copy of ``bamdp`` (a ``BatchedBAMDP``) with ``policy``.
 
     ``policy(observations)`` receives (K, obs_dim) float32 and returns (K, action_dim) actions in
-    [-1, 1] (Box) or (K,) integer actions (Discrete).
+    [-1, 1] (Box) or (K,) integer actions (Discrete). ``on_step(stored_actions, result)``, if
+    given, sees every step's actions in the dataset layout and the ``BAMDPStep`` (an online
+    belief update, for example).
     """
     num_envs, horizon = bamdp.num_envs, bamdp.trajectory_len
     observation_dim = bamdp.observation_dim
@@ -90,8 +92,11 @@ def collect_meta_episodes(bamdp, policy: Policy) -> MetaEpisodeBatch:
         actions = policy(observations)
         result = bamdp.step(actions)
         active = result.active
+        stored_actions = one_hot(actions, action_dim) if discrete else actions
+        if on_step is not None:
+            on_step(stored_actions, result)
         batch.observations[:, step] = observations
-        batch.actions[:, step] = one_hot(actions, action_dim) if discrete else actions
+        batch.actions[:, step] = stored_actions
         batch.rewards[:, step, 0] = result.rewards
         batch.next_observations[:, step] = result.next_observations
         batch.terminations[:, step, 0] = result.terminations
