@@ -269,7 +269,8 @@ def config_help(config_class: type, program: str, config_dir: str | None) -> str
     """The text of ``--help``: every flag with its type, default and meaning."""
     lines = [f"usage: python {program} --env-type ENV [--config FILE] [--name value ...]", ""]
     if config_dir:
-        lines.append(f"Per-env defaults are read from {config_dir}/<env-type>.yaml.")
+        suffix = "json" if config_dir == "configs" else "yaml"
+        lines.append(f"Per-env defaults are read from {config_dir}/<env-type>.{suffix}.")
     lines.append("Precedence: defaults < env file < --config FILE < flags.")
     lines.append("")
     types_by_name = field_types(config_class)

@@ -143,7 +143,8 @@ class VAEConfig(CommonConfig, VAEArchitectureConfig):
 class OfflineConfig(CommonConfig, AgentConfig):
     """Stage 3 (train_agent_offline.py): State Relabelling and offline SAC/DQN on hyper-states."""
 
-    vae_run: str = option("", "stage-2 run: a path or an exp-name under runs/vae/<env-type>/")
+    vae_run: str = option(
+        "default", "stage-2 run: a path or an exp-name under runs/vae/<env-type>/")
     transform_data_bamdp: bool = option(False, "rebuild the hyper-state cache even if valid")
     num_train_tasks: int | None = option(None, "training tasks (first by seed); null: all")
     num_eval_tasks: int = option(20, "evaluation tasks")
