@@ -20,7 +20,7 @@ from environments.registry import make_batched_env
 from utils.config import load_config
 from utils.replay import FIELDS, EnsembleReplayBuffer
 from utils.rollouts import collect_meta_episodes
-from utils.seeding import resolve_device
+from utils.seeding import resolve_device, set_torch_threads
 from utils.stage_configs import DataCollectionConfig
 
 
@@ -63,6 +63,7 @@ def main() -> None:
     device = resolve_device(arguments.device)
     config = load_config(DataCollectionConfig, ["--env-type", "point_robot_sparse"],
                          config_dir="data_collection_config")
+    set_torch_threads(config.torch_threads)
     seeds = list(range(arguments.num_tasks))
     torch.manual_seed(0)
     batched = iteration_throughput(seeds, config, arguments.iterations, device)

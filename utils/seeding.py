@@ -1,4 +1,4 @@
-"""Seeding of every random source, and the ``--device auto|cpu|cuda`` choice."""
+"""Seeding of every random source, the ``--device auto|cpu|cuda`` choice, and CPU threads."""
 
 from __future__ import annotations
 
