@@ -70,6 +70,9 @@ class RunDirectory:
 
     path: Path
 
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+
     @property
     def checkpoint_dir(self) -> Path:
         return self.path / CHECKPOINT_DIR
