@@ -162,7 +162,11 @@ def test_mujoco_and_metaworld_datasets(tmp_path, env_type, extra):
     dataset = load_task_dataset(tmp_path / "data" / env_type / "default" / "task_2.npz",
                                 expected_env_type=env_type)
     options = config.environment_options()
-    env = make_batched_env(env_type, 1, options)
+    if env_type == "metaworld":
+        with pytest.warns(UserWarning, match="alias"):
+            env = make_batched_env(env_type, 1, options)
+    else:
+        env = make_batched_env(env_type, 1, options)
     bamdp = BatchedBAMDP(env, dataset.meta["episodes_per_task"])
     assert dataset.num_trajectories == 2
     assert dataset.observations.shape[1:] == (bamdp.trajectory_len, bamdp.observation_dim)
