@@ -40,6 +40,8 @@ def l1_distance_to_goal(next_obs: np.ndarray, task: np.ndarray) -> np.ndarray:
 class Ant(MujocoTaskEnv):
     """The shared ant: model, frame skip and the papers' noisy reset."""
 
+    reset_noise_scale = RESET_NOISE_SCALE
+
     def __init__(
         self,
         num_envs: int,
@@ -55,16 +57,6 @@ class Ant(MujocoTaskEnv):
             max_episode_steps=max_episode_steps,
             sparse_goal_radius=sparse_goal_radius,
         )
-
-    def _sample_initial_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """qpos0 + U(-0.1, 0.1) and N(0, 0.1^2) velocities (the papers' ``reset_model``)."""
-        qpos = self._initial_qpos + rng.uniform(
-            -RESET_NOISE_SCALE, RESET_NOISE_SCALE, size=self._initial_qpos.shape
-        )
-        qvel = self._initial_qvel + RESET_NOISE_SCALE * rng.standard_normal(
-            self._initial_qvel.shape
-        )
-        return qpos, qvel
 
 
 class AntDirection(Ant):

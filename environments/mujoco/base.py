@@ -140,6 +140,10 @@ class MujocoTaskEnv(BatchedTaskEnv):
     can_terminate: ClassVar[bool] = False
     """Episodes can end early (a fall); ``_terminations`` says when."""
     render_camera: ClassVar[str] = "track"
+    reset_noise_scale: ClassVar[float] = 0.1
+    """Scale c of the reset noise (see ``_sample_initial_state``)."""
+    reset_velocity_noise: ClassVar[str] = "normal"
+    """``normal``: velocities N(0, c^2); ``uniform``: U(-c, c)."""
 
     def __init__(
         self,
@@ -193,8 +197,16 @@ class MujocoTaskEnv(BatchedTaskEnv):
 
     # ----------------------------------------------------------------------------- hooks
     def _sample_initial_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Absolute (qpos, qvel) of a fresh episode drawn with the copy's random stream."""
-        raise NotImplementedError
+        """Absolute (qpos, qvel) of a fresh episode drawn with the copy's random stream: with
+        c = ``reset_noise_scale``, qpos0 + U(-c, c) and velocities N(0, c^2) (``normal``, gym's
+        cheetah and ant) or U(-c, c) (``uniform``, gym's humanoid and the rand-param models)."""
+        scale = self.reset_noise_scale
+        qpos = self._initial_qpos + rng.uniform(-scale, scale, size=self._initial_qpos.shape)
+        if self.reset_velocity_noise == "normal":
+            noise = scale * rng.standard_normal(self._initial_qvel.shape)
+        else:
+            noise = rng.uniform(-scale, scale, size=self._initial_qvel.shape)
+        return qpos, self._initial_qvel + noise
 
     def _before_step(self, simulator: Simulator) -> Any:
         """Whatever ``_after_step`` needs from the state before the step (nothing by default)."""

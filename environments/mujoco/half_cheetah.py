@@ -40,6 +40,8 @@ DIRECTIONS = (-1.0, 1.0)
 class HalfCheetah(MujocoTaskEnv):
     """The shared cheetah: dynamics, observation and forward velocity; one-dimensional tasks."""
 
+    reset_noise_scale = RESET_NOISE_SCALE
+
     replays_transitions = True
     planar_root_size = 1
     measurement_dim = 1
@@ -60,15 +62,6 @@ class HalfCheetah(MujocoTaskEnv):
         )
         self.task_dim = 1
         self._torso = self._pristine_model.body("torso").id
-
-    def _sample_initial_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        qpos = self._initial_qpos + rng.uniform(
-            -RESET_NOISE_SCALE, RESET_NOISE_SCALE, size=self._initial_qpos.shape
-        )
-        qvel = self._initial_qvel + RESET_NOISE_SCALE * rng.standard_normal(
-            self._initial_qvel.shape
-        )
-        return qpos, qvel
 
     def _after_step(self, simulator: Simulator, before: None, measurement: np.ndarray) -> None:
         measurement[0] = simulator.qpos[0]

@@ -49,6 +49,9 @@ HEALTHY_Z_RANGE = (1.0, 2.0)
 class HumanoidDirection(MujocoTaskEnv):
     """K humanoids, each running in its own direction theta (task = (theta,))."""
 
+    reset_noise_scale = RESET_NOISE_SCALE
+    reset_velocity_noise = "uniform"
+
     replays_transitions = True
     planar_root_size = 2
     measurement_dim = 3
@@ -75,15 +78,6 @@ class HumanoidDirection(MujocoTaskEnv):
 
     def sample_tasks(self, num_tasks: int, rng: np.random.Generator) -> np.ndarray:
         return rng.uniform(0.0, 2.0 * np.pi, size=(num_tasks, 1))
-
-    def _sample_initial_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        qpos = self._initial_qpos + rng.uniform(
-            -RESET_NOISE_SCALE, RESET_NOISE_SCALE, size=self._initial_qpos.shape
-        )
-        qvel = self._initial_qvel + rng.uniform(
-            -RESET_NOISE_SCALE, RESET_NOISE_SCALE, size=self._initial_qvel.shape
-        )
-        return qpos, qvel
 
     def _mass_center(self, simulator: Simulator) -> np.ndarray:
         """Whole-body centre of mass in the plane, from fresh kinematics of the current qpos."""

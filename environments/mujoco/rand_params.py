@@ -58,6 +58,9 @@ PARAMETER_BASES = {
 class RandomParams(MujocoTaskEnv):
     """The shared planar robot with per-copy random physics; see the module docstring."""
 
+    reset_noise_scale = RESET_NOISE_SCALE
+    reset_velocity_noise = "uniform"
+
     reward_recomputable = False
     task_changes_dynamics = True
     measurement_dim = 1
@@ -121,15 +124,6 @@ class RandomParams(MujocoTaskEnv):
             mujoco.mj_setConst(simulator.model, mujoco.MjData(simulator.model))
 
     # ----------------------------------------------------------------------------- dynamics
-    def _sample_initial_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        qpos = self._initial_qpos + rng.uniform(
-            -RESET_NOISE_SCALE, RESET_NOISE_SCALE, size=self._initial_qpos.shape
-        )
-        qvel = self._initial_qvel + rng.uniform(
-            -RESET_NOISE_SCALE, RESET_NOISE_SCALE, size=self._initial_qvel.shape
-        )
-        return qpos, qvel
-
     def _before_step(self, simulator: Simulator) -> float:
         return float(simulator.qpos[0])
 
