@@ -124,29 +124,6 @@ class TaskDataset:
         return arrays
 
 
-def empty_task_dataset(
-    observation_dim: int, action_dim: int, trajectory_len: int, task: np.ndarray,
-    meta: dict[str, Any], with_sparse_rewards: bool = False,
-) -> TaskDataset:
-    """A dataset with no trajectories yet, for collectors to concatenate onto."""
-    def steps(dim: int) -> np.ndarray:
-        return np.zeros((0, trajectory_len, dim), dtype=np.float32)
-
-    return TaskDataset(
-        observations=steps(observation_dim),
-        actions=steps(action_dim),
-        rewards=steps(1),
-        next_observations=steps(observation_dim),
-        terminations=steps(1),
-        truncations=steps(1),
-        lengths=np.zeros(0, dtype=np.int64),
-        training_steps=np.zeros(0, dtype=np.int64),
-        task=np.asarray(task, dtype=np.float64),
-        meta=dict(meta),
-        sparse_rewards=steps(1) if with_sparse_rewards else None,
-    )
-
-
 def validate_task_dataset(dataset: TaskDataset, source: str) -> None:
     """Raise DatasetError if any array has the wrong dtype or shape, holds NaN, or the padding
     and flags are inconsistent. ``source`` names the file in the message."""

@@ -7,8 +7,6 @@ draws, for every member, ``batch_size`` indices uniformly among that member's ow
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
@@ -64,9 +62,6 @@ class EnsembleReplayBuffer:
         indices = (uniform * self.sizes[:, None]).long()
         members = torch.arange(self.num_members, device=self.device)[:, None]
         return {name: values[members, indices] for name, values in self.storage.items()}
-
-    def state(self) -> dict[str, Any]:
-        return {"sizes": self.sizes.cpu(), "positions": torch.from_numpy(self.positions)}
 
     def sample_tasks(self, members: torch.Tensor, batch_size: int,
                      generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
