@@ -9,7 +9,8 @@ true`` rebuilds it). Then SAC (Box actions) or DQN (Discrete) trains on meta-bat
 every ``log_interval`` iterations the deterministic policy is evaluated on held-out tasks with the
 belief updated online at every step across the k inner episodes. Writes
 ``runs/offline/<env-type>/<exp-name>_s<seed>/``: config, the task split (``tasks.json``), logs,
-checkpoints and figures (per-episode trajectories, reward predictions, belief maps).
+checkpoints, figures (per-episode trajectories, reward predictions, belief maps) and
+``evaluation.json`` (the latest evaluation's per-task, per-episode returns and successes).
 
     python train_agent_offline.py --env-type gridworld --vae-run default
     python train_agent_offline.py --env-type point_robot_sparse --transform-data-bamdp true
@@ -204,6 +205,9 @@ def main(config: OfflineConfig) -> Path:
             scalars["eval/success_rate"] = float(rollout.successes[..., 0].any(axis=1).mean())
             scalars["time/seconds_per_iteration"] = time.perf_counter() - started
             logger.log(finished, scalars)
+            run.write_json("evaluation.json", {
+                "step": finished, "seeds": eval_seeds, "returns": returns.tolist(),
+                "successes": rollout.successes[..., 0].any(axis=1).tolist()})
             bar.set_postfix(eval_return=f"{scalars['eval/return_sum']:.2f}")
             draw_figures(logger, evaluation, vae, rollout, belief.beliefs(), eval_tasks,
                          eval_seeds, multihead, device, finished)

@@ -166,8 +166,15 @@ def test_tiny_chain_from_collection_to_offline_meta_rl(tmp_path, env_type, figur
     steps, returns = scalar_series(run_dir / "scalars.csv", "eval/return_sum")
     assert steps == [1, 2] and all(np.isfinite(returns))
     episodes = 4 if env_type == "gridworld" else 2
-    _, first = scalar_series(run_dir / "scalars.csv", f"eval/return_episode_{episodes}")
-    assert len(first) == 2
+    _, last_episode = scalar_series(run_dir / "scalars.csv", f"eval/return_episode_{episodes}")
+    assert len(last_episode) == 2
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    assert evaluation["step"] == 2 and evaluation["seeds"] == split["eval_seeds"]
+    per_task = np.array(evaluation["returns"])
+    assert per_task.shape == (3, episodes) and len(evaluation["successes"]) == 3
+    # the logged means are the means of the per-task returns of the same evaluation
+    np.testing.assert_allclose(per_task[:, -1].mean(), last_episode[-1], rtol=1e-6)
+    np.testing.assert_allclose(per_task.sum(axis=1).mean(), returns[-1], rtol=1e-6)
     for name in figures:
         assert (run_dir / "figures" / name).stat().st_size > 1000, name
     cache = tmp_path / f"runs/vae/{env_type}/default_s73/hyperstates"

@@ -286,6 +286,32 @@ class FocalConfig(CommonConfig):
     train_alpha: bool = option(True, "learn alpha toward the target divergence; false: fixed")
 
 
+@dataclass
+class ReproduceConfig:
+    """reproduce.py: every stage for one env at a preset's budgets, then the results table."""
+
+    env_type: str = option("", "env-type name from the registry (gridworld, cheetah_vel, ...)")
+    env_name: str | None = option(None, "Meta-World ML1 task for --env-type metaworld")
+    preset: Literal["quick", "paper"] = option(
+        "quick", "quick: sized for a 2-core CPU; paper: the papers' budgets (GPU recommended)")
+    seeds: str = option(
+        "73", "seeds of the VAE, stage-3 and FOCAL runs ('73', '0-4' or '1,5'); the table "
+        "pools evaluation tasks over them")
+    focal_ablations: bool | None = option(
+        None, "also run FOCAL without a task embedding and with the other distance metrics; "
+        "null: the preset decides (paper: yes, quick: no)")
+    device: Literal["auto", "cpu", "cuda"] | None = option(
+        None, "device of every stage; null: cpu for the quick preset, auto (CUDA when present) "
+        "for the paper preset")
+    torch_threads: int = option(1, "CPU threads of PyTorch's operators in every stage")
+    runs_dir: str = option("runs", "root folder of run directories")
+    data_dir: str = option("data", "root folder of datasets")
+    results_dir: str = option("results", "the table and figures go to <results-dir>/<env-type>/")
+    use_tensorboard: bool = option(True, "write TensorBoard events in every run")
+    overwrite: bool = option(False, "run every step again from scratch (default: skip finished "
+                             "steps, resume unfinished ones)")
+
+
 STAGE_CONFIGS: dict[str, tuple[type, str]] = {
     "data_collection": (DataCollectionConfig, "data_collection_config"),
     "vae": (VAEConfig, "vae_config"),
