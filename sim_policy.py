@@ -27,7 +27,6 @@ rewritten for offline contexts (spec focal.md 4.2 and 4.5).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
@@ -37,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from algorithms.agents import (
     choose_algorithm,
@@ -61,16 +59,8 @@ from utils.config import (
     parse_flags,
     read_mapping_file,
 )
-from utils.datasets import (
-    FORMAT_VERSION,
-    TaskDataset,
-    dataset_directory,
-    save_task_dataset,
-    task_file,
-    task_files,
-)
+from utils.datasets import FORMAT_VERSION, dataset_directory, save_task_dataset, task_files
 from utils.errors import UserError, run_script
-from utils.plotting import trajectory_frames
 from utils.rollouts import evaluation_scalars
 from utils.runs import LATEST, RunDirectory, code_version, find_run
 from utils.seeding import evaluation_seeds, parse_seeds, resolve_device, set_torch_threads
@@ -78,14 +68,19 @@ from utils.simulation import (
     FrameRecorder,
     LoggedEvaluation,
     Simulation,
+    SimulationRequest,
+    checked_episodes,
     compare_with_logged,
+    dataset_files,
     episodes_protocol,
     format_comparison,
     format_table,
-    last_logged_scalars,
+    frames_per_second,
+    logged_borel_evaluation,
+    logged_focal_evaluation,
     meta_episode_protocol,
     table_rows,
-    task_datasets,
+    video_frames,
     write_tables,
 )
 from utils.stage_configs import (
@@ -96,20 +91,7 @@ from utils.stage_configs import (
 
 USAGE = ("python sim_policy.py RUN_DIR [--num-tasks N | --task-seeds SEEDS] [--episodes K] "
          "[--video true] [--save-dataset DIR] [--name value ...]")
-ANIMATION_FRAMES_PER_SECOND = 10.0
 CHECKPOINT_NAME = f"checkpoints/{LATEST}"
-
-
-@dataclasses.dataclass
-class Request:
-    """What to simulate: ``task_seeds`` or the first ``num_tasks`` evaluation tasks (both None:
-    the run's own), ``episodes`` (None: the run's), whether to render frames, and the device."""
-
-    task_seeds: list[int] | None
-    num_tasks: int | None
-    episodes: int | None
-    record_frames: bool
-    device: torch.device
 
 
 def main(run_path: Path, config: SimulationConfig) -> Path:
@@ -122,8 +104,8 @@ def main(run_path: Path, config: SimulationConfig) -> Path:
     for name in ("num_tasks", "episodes"):
         if getattr(config, name) is not None and getattr(config, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
-    request = Request(parse_seeds(config.task_seeds) if config.task_seeds else None,
-                      config.num_tasks, config.episodes, config.video, device)
+    request = SimulationRequest(parse_seeds(config.task_seeds) if config.task_seeds else None,
+                                config.num_tasks, config.episodes, config.video, device)
     checkpoint = run.load_checkpoint(map_location=device)
     checkpoint_step = int(checkpoint.get("step", -1))
     simulation = kind.simulate(run, checkpoint, request)
@@ -158,7 +140,8 @@ def main(run_path: Path, config: SimulationConfig) -> Path:
         "logged_step": None if compared is None else compared.step, "summary": comparison})
     print(f"\nwrote {output / 'returns.csv'} and returns.json")
     if config.video:
-        videos = write_videos(simulation, output)
+        videos = [write_frames(frames, output / f"task_{seed}.gif", rate)
+                  for seed, (frames, rate) in video_frames(simulation).items()]
         print(f"wrote {len(videos)} video(s): {', '.join(path.name for path in videos)}")
     for path, dataset in datasets.items():
         save_task_dataset(path, dataset)
@@ -188,25 +171,9 @@ def open_run(path: Path) -> tuple[RunDirectory, str]:
 
 
 
-def checked_episodes(requested: int | None, run_episodes: int) -> int:
-    """The inner episodes per meta-episode to play; the end-of-episode flag (present when k > 1)
-    must stay as the policy was trained."""
-    episodes = requested or run_episodes
-    if (episodes > 1) != (run_episodes > 1):
-        raise UserError(f"--episodes {episodes}: the policy was trained with "
-                        f"{run_episodes} episode(s) per task, and its observations "
-                        f"{'have' if run_episodes > 1 else 'lack'} the end-of-episode flag that "
-                        f"{episodes} episode(s) {'lack' if episodes == 1 else 'need'}")
-    return episodes
-
-
-def frames_per_second(env: Any) -> float:
-    """Real time for simulators with a control step ``dt``, else a fixed rate."""
-    return 1.0 / env.dt if getattr(env, "dt", None) else ANIMATION_FRAMES_PER_SECOND
-
-
 def dataset_meta(env_type: str, env_options: dict, bamdp: BatchedBAMDP, run: RunDirectory,
                  algorithm: str, protocol: str) -> dict[str, Any]:
+    """The ``meta`` of datasets written from rollouts in ``bamdp`` (without the task seed)."""
     return {"format_version": FORMAT_VERSION, "env_type": env_type, "env_options": env_options,
             "episodes_per_task": bamdp.episodes_per_task,
             "max_episode_steps": bamdp.max_episode_steps, "code_version": code_version(),
@@ -214,20 +181,23 @@ def dataset_meta(env_type: str, env_options: dict, bamdp: BatchedBAMDP, run: Run
 
 
 # ------------------------------------------------------------------------------ stage 1
-def simulate_collection_run(run: RunDirectory, checkpoint: dict, request: Request) -> Simulation:
+def simulate_collection_run(run: RunDirectory, checkpoint: dict, request: SimulationRequest
+                            ) -> Simulation:
     """Stage-1 agents with stage 1's evaluation: every member of an ensemble on its own task
     (``--task-seeds`` / ``--num-tasks`` pick members), or one agent on any tasks."""
     agent, members, config = load_collection_agents(run, request.device, checkpoint)
     run_episodes = config.episodes_per_task or get_spec(config.env_type).episodes_per_task
     episodes = checked_episodes(request.episodes, run_episodes)
     if len(members) > 1:
+        if (request.num_tasks or 0) > len(members):
+            raise UserError(f"--num-tasks {request.num_tasks}: run {run.path} is an ensemble of "
+                            f"{len(members)} agents, each trained on its own task")
         seeds = request.task_seeds or members[: request.num_tasks or len(members)]
         strangers = [seed for seed in seeds if seed not in members]
-        if strangers or len(seeds) > len(members):
+        if strangers:
             raise UserError(
                 f"run {run.path} is an ensemble of {len(members)} agents, each trained on its "
-                f"own task (seeds {config.seeds}); seed(s) {strangers or seeds} are not among "
-                "them (--num-tasks at most the number of agents)")
+                f"own task (seeds {config.seeds}); seed(s) {strangers} are not among them")
         played = members  # the whole ensemble plays, as in the run's evaluation
     else:
         own = members[0]
@@ -256,15 +226,9 @@ def simulate_collection_run(run: RunDirectory, checkpoint: dict, request: Reques
         frames_per_second=frames_per_second(bamdp.env))
 
 
-def logged_borel_evaluation(run: RunDirectory) -> LoggedEvaluation | None:
-    """BOReL's evaluation tags (``eval/return_episode_k``, ``eval/return_sum``,
-    ``eval/success_rate``) at the last logged evaluation."""
-    return last_logged_scalars(run.path / "scalars.csv", lambda tag: tag.startswith(
-        ("eval/return_episode_", "eval/return_sum", "eval/success_rate")))
-
-
 # ------------------------------------------------------------------------------ stage 3
-def simulate_offline_run(run: RunDirectory, checkpoint: dict, request: Request) -> Simulation:
+def simulate_offline_run(run: RunDirectory, checkpoint: dict, request: SimulationRequest
+                         ) -> Simulation:
     """BOReL's offline agent with the frozen VAE encoder of its VAE run, evaluated as
     ``train_agent_offline.py`` does: one meta-episode per task, the belief updated online after
     every step (``evaluate_with_online_belief``). ``--num-tasks`` extends the run's evaluation
@@ -311,7 +275,8 @@ def simulate_offline_run(run: RunDirectory, checkpoint: dict, request: Request) 
 
 
 # ------------------------------------------------------------------------------ FOCAL
-def simulate_focal_run(run: RunDirectory, checkpoint: dict, request: Request) -> Simulation:
+def simulate_focal_run(run: RunDirectory, checkpoint: dict, request: SimulationRequest
+                       ) -> Simulation:
     """FOCAL with its own evaluator: the offline-context protocol (contexts drawn from each
     task's offline data; the run's training tasks too when it evaluates them) and the
     online-context protocol. ``--task-seeds`` / ``--num-tasks`` pick tasks of the run's dataset
@@ -388,21 +353,6 @@ def simulate_focal_run(run: RunDirectory, checkpoint: dict, request: Request) ->
         frames_per_second=frames_per_second(env))
 
 
-def logged_focal_evaluation(run: RunDirectory) -> LoggedEvaluation | None:
-    """The return columns of the last row of the run's ``progress.csv``."""
-    path = run.path / "progress.csv"
-    if not path.is_file():
-        return None
-    with path.open(newline="") as stream:
-        rows = list(csv.DictReader(stream))
-    if not rows:
-        return None
-    last = rows[-1]
-    return LoggedEvaluation(int(float(last["Epoch"])), {
-        name: float(value) for name, value in last.items()
-        if name.startswith("AverageReturn_") and value != ""})
-
-
 # ------------------------------------------------------------------------------ kinds
 @dataclasses.dataclass(frozen=True)
 class Kind:
@@ -410,7 +360,7 @@ class Kind:
     run's evaluation protocols, ``logged(run)`` reads its last logged evaluation."""
 
     description: str
-    simulate: Callable[[RunDirectory, dict, Request], Simulation]
+    simulate: Callable[[RunDirectory, dict, SimulationRequest], Simulation]
     logged: Callable[[RunDirectory], LoggedEvaluation | None]
 
 
@@ -425,43 +375,6 @@ KINDS: dict[str, Kind] = {
 ``simulate`` that rebuilds the policy from the run's config and checkpoint and plays the run's own
 evaluation through the function the run evaluates with, and a ``logged`` reader
 (``logged_borel_evaluation`` for runs that log BOReL's ``eval/`` tags)."""
-
-
-# ------------------------------------------------------------------------------ outputs
-def write_videos(simulation: Simulation, output: Path) -> list[Path]:
-    """One GIF per task of the first protocol (its first repeat, every episode): the rendered
-    frames, or for envs without a renderer the animated path over the task's layout."""
-    protocol, env = simulation.protocols[0], simulation.env
-    paths = []
-    for copy, seed in enumerate(protocol.seeds):
-        if protocol.repeats[copy] != 0:
-            continue
-        frames, rate = simulation.frames.get(seed), simulation.frames_per_second
-        if not frames:
-            trajectory = protocol.trajectory(copy)
-            if env.trajectory_xy(trajectory["observations"][:1]) is None:
-                raise UserError(f"env-type {simulation.dataset_meta['env_type']!r} has neither "
-                                "a renderer nor a planar layout to animate; --video is not "
-                                "available for it")
-            frames = trajectory_frames(env, protocol.tasks[copy], trajectory["observations"],
-                                       trajectory["next_observations"],
-                                       trajectory["truncations"], title=f"task seed {seed}")
-            rate = ANIMATION_FRAMES_PER_SECOND
-        paths.append(write_frames(frames, output / f"task_{seed}.gif", rate))
-    return paths
-
-
-def dataset_files(simulation: Simulation, directory: Path, overwrite: bool
-                  ) -> dict[Path, TaskDataset]:
-    """Every task's rollouts by the file that will hold them, ``directory/task_<seed>.npz``;
-    replacing an existing file needs ``overwrite``."""
-    files = {task_file(directory, seed): dataset
-             for seed, dataset in task_datasets(simulation).items()}
-    existing = [path for path in files if path.exists()]
-    if existing and not overwrite:
-        raise UserError(f"dataset {existing[0]} already exists; pass --overwrite true to replace "
-                        "it or choose another --save-dataset folder")
-    return files
 
 
 def parse_command_line(argv: list[str]) -> tuple[Path, SimulationConfig]:

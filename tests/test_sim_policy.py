@@ -28,6 +28,7 @@ from utils.datasets import load_dataset_directory
 from utils.errors import UserError, run_script
 from utils.logger import scalar_series
 from utils.plotting import trajectory_frames
+from utils.simulation import logged_borel_evaluation
 from utils.stage_configs import SimulationConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +82,8 @@ def test_stage1_ensemble_reproduces_its_evaluation_and_picks_members(gridworld_e
     assert rows_of(one, "policy") == [row for row in rows if row["task_seed"] == 2]
     with pytest.raises(UserError, match=r"ensemble of 3 agents.*seed\(s\) \[7\]"):
         simulate(gridworld_ensemble, tmp_path / "x", task_seeds="2,7")
+    with pytest.raises(UserError, match="--num-tasks 4: .* ensemble of 3 agents"):
+        simulate(gridworld_ensemble, tmp_path / "x", num_tasks=4)
 
 
 def test_single_agent_on_chosen_tasks_and_toy_videos(tmp_path):
@@ -221,6 +224,6 @@ def test_a_new_kind_is_one_entry_in_the_table(gridworld_ensemble, tmp_path, monk
     with pytest.raises(UserError, match="unknown kind 'online'"):
         simulate(online, tmp_path / "before")
     monkeypatch.setitem(sim_policy.KINDS, "online", sim_policy.Kind(
-        "a stand-in", sim_policy.simulate_collection_run, sim_policy.logged_borel_evaluation))
+        "a stand-in", sim_policy.simulate_collection_run, logged_borel_evaluation))
     assert_reproduces_the_logged_evaluation(simulate(online, tmp_path / "after"),
                                             ["eval/return_sum"])

@@ -4,7 +4,8 @@ A kind (stage-1 agents, BOReL's offline agent, FOCAL, ...) plays its evaluation 
 returns a :class:`Simulation`: one :class:`ProtocolRollouts` per protocol (copy c of the protocol
 played the task of seed ``seeds[c]``, repeat ``repeats[c]``), the summary metrics computed as the
 run computes its own evaluation, and optional rendered frames. This module turns that into the
-per-task, per-episode table (printed, and written as CSV and JSON), animations and datasets.
+per-task, per-episode table (printed, and written as CSV and JSON), videos and datasets, and reads
+the run's last logged evaluation to compare with.
 """
 
 from __future__ import annotations
@@ -18,13 +19,32 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from utils.datasets import TaskDataset
+from utils.datasets import TaskDataset, task_file
+from utils.errors import UserError
 from utils.io import atomic_write_text
 from utils.logger import read_scalars
+from utils.plotting import trajectory_frames
 from utils.rollouts import MetaEpisodeBatch
+from utils.runs import RunDirectory
 
 TABLE_COLUMNS = ("protocol", "task_seed", "repeat", "episode", "return", "success", "length")
+ANIMATION_FRAMES_PER_SECOND = 10.0
+BOREL_EVALUATION_TAGS = ("eval/return_episode_", "eval/return_sum", "eval/success_rate")
+
+
+@dataclass
+class SimulationRequest:
+    """What to simulate: ``task_seeds``, or the first ``num_tasks`` evaluation tasks (both None:
+    the run's own); ``episodes`` per task (None: the run's); whether to render frames; the
+    device."""
+
+    task_seeds: list[int] | None
+    num_tasks: int | None
+    episodes: int | None
+    record_frames: bool
+    device: torch.device
 
 
 @dataclass
@@ -152,6 +172,23 @@ class FrameRecorder:
             self.frames[key].append(frame)
 
 
+def checked_episodes(requested: int | None, run_episodes: int) -> int:
+    """The inner episodes per meta-episode to play (``requested``, else the run's); the
+    end-of-episode flag (present when k > 1) must stay as the policy was trained with."""
+    episodes = requested or run_episodes
+    if (episodes > 1) != (run_episodes > 1):
+        raise UserError(f"--episodes {episodes}: the policy was trained with "
+                        f"{run_episodes} episode(s) per task, and its observations "
+                        f"{'have' if run_episodes > 1 else 'lack'} the end-of-episode flag that "
+                        f"{episodes} episode(s) {'lack' if episodes == 1 else 'need'}")
+    return episodes
+
+
+def frames_per_second(env: Any) -> float:
+    """Real time for simulators with a control step ``dt``, else the animations' rate."""
+    return 1.0 / env.dt if getattr(env, "dt", None) else ANIMATION_FRAMES_PER_SECOND
+
+
 def table_rows(simulation: Simulation) -> list[dict[str, Any]]:
     """One row per protocol, copy and episode (the columns of ``TABLE_COLUMNS`` plus ``task``)."""
     rows = []
@@ -238,6 +275,28 @@ def write_tables(directory: Path, rows: list[dict[str, Any]], report: dict[str, 
                       json.dumps({**report, "rows": rows}, indent=2) + "\n")
 
 
+def logged_borel_evaluation(run: RunDirectory) -> LoggedEvaluation | None:
+    """BOReL's evaluation tags (``eval/return_episode_k``, ``eval/return_sum``,
+    ``eval/success_rate``) at the run's last logged evaluation."""
+    return last_logged_scalars(run.path / "scalars.csv",
+                               lambda tag: tag.startswith(BOREL_EVALUATION_TAGS))
+
+
+def logged_focal_evaluation(run: RunDirectory) -> LoggedEvaluation | None:
+    """The return columns of the last row of a FOCAL run's ``progress.csv``."""
+    path = run.path / "progress.csv"
+    if not path.is_file():
+        return None
+    with path.open(newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    if not rows:
+        return None
+    last = rows[-1]
+    return LoggedEvaluation(int(float(last["Epoch"])), {
+        name: float(value) for name, value in last.items()
+        if name.startswith("AverageReturn_") and value != ""})
+
+
 def last_logged_scalars(path: Path, tags: Callable[[str], bool]) -> LoggedEvaluation | None:
     """The values of the tags selected by ``tags`` at the last step at which any was logged in
     a ``scalars.csv`` (None if none was)."""
@@ -285,3 +344,40 @@ def task_datasets(simulation: Simulation) -> dict[int, TaskDataset]:
             meta={**simulation.dataset_meta, "seed": int(seed)},
             sparse_rewards=joined("sparse_rewards") if sparse else None)
     return datasets
+
+
+def dataset_files(simulation: Simulation, directory: Path, overwrite: bool
+                  ) -> dict[Path, TaskDataset]:
+    """Every task's rollouts by the file that will hold them, ``directory/task_<seed>.npz``;
+    replacing an existing file needs ``overwrite``."""
+    files = {task_file(directory, seed): dataset
+             for seed, dataset in task_datasets(simulation).items()}
+    existing = [path for path in files if path.exists()]
+    if existing and not overwrite:
+        raise UserError(f"dataset {existing[0]} already exists; pass --overwrite true to replace "
+                        "it or choose another --save-dataset folder")
+    return files
+
+
+def video_frames(simulation: Simulation) -> dict[int, tuple[list[np.ndarray], float]]:
+    """The frames and playback rate of one video per task of the first protocol (its first
+    repeat, every episode): the rendered frames, or where the env has no renderer the animated
+    path over the task's layout."""
+    protocol, env = simulation.protocols[0], simulation.env
+    videos = {}
+    for copy, seed in enumerate(protocol.seeds):
+        if protocol.repeats[copy] != 0:
+            continue
+        if simulation.frames.get(seed):
+            videos[seed] = (simulation.frames[seed], simulation.frames_per_second)
+            continue
+        trajectory = protocol.trajectory(copy)
+        if env.trajectory_xy(trajectory["observations"][:1]) is None:
+            raise UserError(f"env-type {simulation.dataset_meta['env_type']!r} has neither a "
+                            "renderer nor a planar layout to animate; --video is not available "
+                            "for it")
+        videos[seed] = (trajectory_frames(env, protocol.tasks[copy], trajectory["observations"],
+                                          trajectory["next_observations"],
+                                          trajectory["truncations"], title=f"task seed {seed}"),
+                        ANIMATION_FRAMES_PER_SECOND)
+    return videos
