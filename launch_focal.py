@@ -28,7 +28,7 @@ import torch
 
 from algorithms.focal import FOCAL, FocalHyperparameters
 from algorithms.focal_data import OfflineTaskData, split_tasks
-from algorithms.focal_evaluation import EvaluationResult, FocalEvaluator
+from algorithms.focal_evaluation import EvaluationResult, FocalEvaluator, return_columns
 from environments.registry import get_spec
 from utils.config import load_config
 from utils.datasets import dataset_directory
@@ -62,18 +62,9 @@ def main(config: FocalConfig) -> Path:
     seed_everything(config.seed)
     split = split_tasks(dataset_directory(config.data_dir, config.env_type, config.dataset_name),
                         config.num_train_tasks, config.num_eval_tasks)
-    data = OfflineTaskData.load(split, config.env_type, config.data_slice,
-                                config.num_trajs_per_task, config.sparse_rewards,
-                                config.ignore_terminations, config.use_next_obs_in_context, device)
-    num_train, num_test = config.num_train_tasks, config.num_eval_tasks
-    evaluator = FocalEvaluator(
-        config.env_type, config.environment_options(evaluation=True), data, num_train,
-        test_task_ids=list(range(num_train, num_train + num_test)),
-        train_task_ids=list(range(min(num_test, num_train))) if config.evaluate_train_tasks
-        else [],
-        num_evals=config.num_evals, num_steps_per_eval=config.num_steps_per_eval,
-        max_path_length=config.max_path_length, num_online_episodes=config.num_online_episodes,
-        sparse_returns=config.sparse_rewards, seed=config.seed)
+    data = OfflineTaskData.from_config(config, split, device)
+    num_train = config.num_train_tasks
+    evaluator = FocalEvaluator.from_config(config, data)
     focal = FOCAL(data.observation_dim, data.action_dim, data.transition_dim,
                   FocalHyperparameters.from_config(config), device)
 
@@ -150,18 +141,8 @@ def progress_row(config: FocalConfig, epoch: int, num_updates: int,
         "Number of train steps total": num_updates,
         "Number of env steps total": config.num_initial_steps * config.num_train_tasks
         + epoch * config.sample_steps_per_iteration,
-        "AverageReturn_all_test_tasks": float(result.test_returns[:, -1].mean()),
-        "AverageReturn_first_trajectory_all_test_tasks": float(result.test_returns[:, 0].mean()),
+        **return_columns(result.test_returns, result.train_returns, result.online_returns),
     }
-    if result.test_returns.shape[0] <= 2:
-        for index, value in enumerate(result.test_returns[:, -1]):
-            row[f"AverageReturn_all_test_tasks{index}"] = float(value)
-    if result.train_returns is not None:
-        row["AverageReturn_all_train_tasks"] = float(result.train_returns[:, -1].mean())
-    online = result.online_returns.mean(axis=0)
-    for episode, value in enumerate(online, start=1):
-        row[f"AverageReturn_online_context_episode{episode}_all_test_tasks"] = float(value)
-    row["AverageReturn_online_context_sum_all_test_tasks"] = float(online.sum())
     for column, key in TRAINING_COLUMNS.items():
         row[column] = float(np.mean([metrics[key] for metrics in update_metrics])) \
             if update_metrics else float("nan")

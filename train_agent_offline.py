@@ -21,20 +21,19 @@ spec borel.md section 5.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from algorithms.agents import act, choose_algorithm, make_agent
-from algorithms.belief_rollouts import OnlineBelief, reward_map
+from algorithms.agents import choose_algorithm, make_agent
+from algorithms.belief_rollouts import OnlineBelief, evaluate_with_online_belief, reward_map
 from algorithms.state_relabelling import HyperstateCache, relabel_states
-from algorithms.vae import build_vae
+from algorithms.vae import load_vae_run
 from environments.bamdp import BatchedBAMDP
 from environments.registry import get_spec, make_batched_env, task_from_seed
-from utils.config import load_config, load_saved_config
+from utils.config import load_config
 from utils.datasets import (
     TaskDataset,
     dataset_directory,
@@ -51,24 +50,19 @@ from utils.plotting import (
 )
 from utils.progress import progress_range
 from utils.replay import FIELDS, EnsembleReplayBuffer
-from utils.rollouts import MetaEpisodeBatch, collect_meta_episodes
+from utils.rollouts import MetaEpisodeBatch, evaluation_scalars
 from utils.runs import RunDirectory, find_run, run_path
-from utils.seeding import resolve_device, seed_everything, set_torch_threads
+from utils.seeding import (
+    evaluation_seeds,
+    resolve_device,
+    seed_everything,
+    set_torch_threads,
+)
 from utils.stage_configs import OfflineConfig, VAEConfig
 
 STAGE = "offline"
 FIGURE_TASKS = 4
 MAP_EXTENT = (-2.0, 2.0, -1.0, 2.0)
-
-
-def evaluation_seeds(train_seeds: list[int], count: int, seed: int) -> list[int]:
-    """Seeds of the evaluation tasks: 10^6 (seed + 1) + i, skipping any training seed."""
-    seeds, candidate = [], 1_000_000 * (seed + 1)
-    while len(seeds) < count:
-        if candidate not in train_seeds:
-            seeds.append(candidate)
-        candidate += 1
-    return seeds
 
 
 def load_training_data(config: OfflineConfig, vae_config: VAEConfig, dimensions: dict
@@ -108,19 +102,7 @@ def main(config: OfflineConfig) -> Path:
     seed_everything(config.seed)
 
     vae_run = find_run(config.vae_run, config.runs_dir, "vae", config.env_type)
-    vae_config = load_saved_config(VAEConfig, vae_run.config_path)
-    if vae_config.env_type != config.env_type:
-        raise UserError(f"VAE run {vae_run.path} was trained on {vae_config.env_type!r}, not "
-                        f"{config.env_type!r}")
-    dimensions = json.loads((vae_run.path / "model.json").read_text())
-    vae_checkpoint = vae_run.load_checkpoint(map_location=device)
-    if vae_checkpoint is None:
-        raise UserError(f"VAE run {vae_run.path} has no checkpoint yet")
-    vae = build_vae(vae_config, dimensions["observation_dim"], dimensions["action_dim"],
-                    dimensions["task_dim"], dimensions["num_states"]).to(device)
-    vae.load_state_dict(vae_checkpoint["trainer"]["vae"])
-    vae.eval()
-    vae.requires_grad_(False)
+    vae, vae_config, dimensions = load_vae_run(vae_run, config.env_type, device)
 
     datasets, files = load_training_data(config, vae_config, dimensions)
     train_seeds = [seed for seed, _ in files]
@@ -190,23 +172,16 @@ def main(config: OfflineConfig) -> Path:
                                                                    sampler)))
         finished = iteration + 1
         if finished % config.log_interval == 0 or finished == config.num_iters:
-            belief.reset()
-            evaluation.seed([seed + 1 for seed in eval_seeds])
-            rollout = collect_meta_episodes(
-                evaluation, lambda observations: act(agent, belief.augment(observations), 1,
-                                                     deterministic=True), belief.update)
-            returns = rollout.episode_returns(episodes_per_task)
+            rollout = evaluate_with_online_belief(agent, belief, evaluation, eval_seeds)
             scalars = {f"train/{key}": float(np.mean([metrics[key] for metrics in
                                                       update_metrics]))
                        for key in update_metrics[0]}
-            for episode in range(episodes_per_task):
-                scalars[f"eval/return_episode_{episode + 1}"] = float(returns[:, episode].mean())
-            scalars["eval/return_sum"] = float(returns.sum(axis=1).mean())
-            scalars["eval/success_rate"] = float(rollout.successes[..., 0].any(axis=1).mean())
+            scalars.update(evaluation_scalars(rollout, episodes_per_task))
             scalars["time/seconds_per_iteration"] = time.perf_counter() - started
             logger.log(finished, scalars)
             run.write_json("evaluation.json", {
-                "step": finished, "seeds": eval_seeds, "returns": returns.tolist(),
+                "step": finished, "seeds": eval_seeds,
+                "returns": rollout.episode_returns(episodes_per_task).tolist(),
                 "successes": rollout.successes[..., 0].any(axis=1).tolist()})
             bar.set_postfix(eval_return=f"{scalars['eval/return_sum']:.2f}")
             draw_figures(logger, evaluation, vae, rollout, belief.beliefs(), eval_tasks,

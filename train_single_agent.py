@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from algorithms.agents import act, choose_algorithm, epsilon_at, make_agent
+from algorithms.agents import act, choose_algorithm, epsilon_at, evaluate_agents, make_agent
 from environments.bamdp import BatchedBAMDP
 from environments.registry import get_spec, make_batched_env, resolve_options
 from utils.config import load_config
@@ -39,7 +39,12 @@ from utils.logger import Logger
 from utils.plotting import trajectory_figure
 from utils.progress import progress_range
 from utils.replay import FIELDS, EnsembleReplayBuffer
-from utils.rollouts import MetaEpisodeBatch, TaskHistories, collect_meta_episodes
+from utils.rollouts import (
+    MetaEpisodeBatch,
+    TaskHistories,
+    collect_meta_episodes,
+    evaluation_scalars,
+)
 from utils.runs import RunDirectory, code_version, run_path
 from utils.seeding import (
     parse_seeds,
@@ -51,7 +56,6 @@ from utils.seeding import (
 from utils.stage_configs import DataCollectionConfig
 
 STAGE = "data_collection"
-EVALUATION_SEED_OFFSET = 1_000_003
 
 
 def copy_seeds(seeds: list[int], replicas: int) -> list[int]:
@@ -163,7 +167,7 @@ def main(config: DataCollectionConfig) -> Path:
                 else action_rng.uniform(-1.0, 1.0, (len(observations), stored_action_dim))))
             wanted = config.num_init_rollouts_pool - call * replicas
             keep = np.tile(np.arange(replicas) < wanted, num_tasks)
-            record(batch_rows(batch, keep), member_of_copy[keep], training_step=0)
+            record(batch.select(keep), member_of_copy[keep], training_step=0)
 
     bar = progress_range(start, config.num_iters, f"stage 1 {config.env_type} x{num_tasks}")
     for iteration in bar:
@@ -179,14 +183,8 @@ def main(config: DataCollectionConfig) -> Path:
             scalars = {f"train/{key}": float(np.mean([metrics[key] for metrics in
                                                       update_metrics]))
                        for key in (update_metrics[0] if update_metrics else {})}
-            evaluation.seed([seed + EVALUATION_SEED_OFFSET for seed in seeds])
-            rollout = collect_meta_episodes(evaluation, lambda observations: act(
-                agent, observations, num_tasks, deterministic=True))
-            returns = rollout.episode_returns(episodes_per_task)
-            for episode in range(episodes_per_task):
-                scalars[f"eval/return_episode_{episode + 1}"] = float(returns[:, episode].mean())
-            scalars["eval/return_sum"] = float(returns.sum(axis=1).mean())
-            scalars["eval/success_rate"] = float(rollout.successes[..., 0].any(axis=1).mean())
+            rollout = evaluate_agents(agent, evaluation, seeds, num_tasks)
+            scalars.update(evaluation_scalars(rollout, episodes_per_task))
             scalars["train/epsilon" if algorithm == "dqn" else "train/entropy_alpha"] = (
                 epsilon if algorithm == "dqn" else float(agent.alpha.mean()))
             scalars["time/seconds_per_iteration"] = time.perf_counter() - started
@@ -204,13 +202,6 @@ def main(config: DataCollectionConfig) -> Path:
         save(0)
     logger.close()
     return run.path
-
-
-def batch_rows(batch: MetaEpisodeBatch, keep: np.ndarray) -> MetaEpisodeBatch:
-    """The trajectories of ``batch`` where ``keep`` is True."""
-    return MetaEpisodeBatch(**{
-        name: None if value is None else value[keep] for name, value in vars(batch).items()
-    })
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Building a SAC or DQN agent from the shared agent fields, and acting with it on numpy arrays.
+"""Building a SAC or DQN agent from the shared agent fields, acting with it on numpy arrays, and
+stage 1's evaluation of the agents.
 
 SAC is used for Box action spaces and DQN for Discrete ones unless the config says otherwise.
 """
@@ -15,11 +16,14 @@ from environments.bamdp import BatchedBAMDP
 from environments.registry import get_spec, make_batched_env
 from utils.config import load_saved_config
 from utils.errors import UserError
+from utils.rollouts import MetaEpisodeBatch, StepObserver, collect_meta_episodes
 from utils.runs import RunDirectory
 from utils.seeding import parse_seeds
 from utils.stage_configs import AgentConfig, DataCollectionConfig
 
 Agent = SAC | DQN
+EVALUATION_SEED_OFFSET = 1_000_003
+"""Stage 1 evaluates the agent of task seed s in an env stream seeded with s + this offset."""
 
 
 def choose_algorithm(config: AgentConfig, action_space: spaces.Space) -> str:
@@ -71,17 +75,30 @@ def act(agent: Agent, observations: np.ndarray, num_members: int, deterministic:
     return actions.reshape(-1, actions.shape[-1]).cpu().numpy()
 
 
-def load_collection_agents(run: RunDirectory, device: torch.device
+def evaluate_agents(agent: Agent, bamdp: BatchedBAMDP, task_seeds: list[int], num_members: int,
+                    on_step: StepObserver | None = None) -> MetaEpisodeBatch:
+    """Stage 1's evaluation: one meta-episode per copy of ``bamdp`` (whose tasks are set) with the
+    deterministic policy (tanh of the mean, or greedy DQN); copy c is acted on by member
+    c // (K / num_members) and its env stream is seeded with ``task_seeds[c]`` +
+    ``EVALUATION_SEED_OFFSET``, so every evaluation of a task sees the same start states."""
+    bamdp.seed([seed + EVALUATION_SEED_OFFSET for seed in task_seeds])
+    return collect_meta_episodes(bamdp, lambda observations: act(
+        agent, observations, num_members, deterministic=True), on_step)
+
+
+def load_collection_agents(run: RunDirectory, device: torch.device,
+                           checkpoint: dict | None = None
                            ) -> tuple[Agent, list[int], DataCollectionConfig]:
-    """The stacked agents of a stage-1 run (latest checkpoint), the seeds of its members in order,
-    and the run's config."""
+    """The stacked agents of a stage-1 run (its latest checkpoint, or ``checkpoint`` when already
+    loaded), the seeds of its members in order, and the run's config."""
     config = load_saved_config(DataCollectionConfig, run.config_path)
     seeds = parse_seeds(config.seeds) if config.seeds else [config.seed]
     spec = get_spec(config.env_type)
     bamdp = BatchedBAMDP(make_batched_env(config.env_type, 1, config.environment_options()),
                          config.episodes_per_task or spec.episodes_per_task)
     agent = make_agent(config, len(seeds), bamdp.observation_dim, bamdp.action_space, device)
-    checkpoint = run.load_checkpoint(map_location=device)
+    if checkpoint is None:
+        checkpoint = run.load_checkpoint(map_location=device)
     if checkpoint is None:
         raise UserError(f"stage-1 run {run.path} has no checkpoint to load agents from")
     agent.load_state_dict(checkpoint["agent"])

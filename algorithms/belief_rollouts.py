@@ -4,6 +4,7 @@
 (mu, log sigma^2) to observations, and ``update`` feeds the transition (a, r, s') just made. The
 belief starts from the prior at the start of every meta-episode and is never reset inside it
 (spec borel.md 5.5). Copies whose meta-episode has ended keep their last belief.
+:func:`evaluate_with_online_belief` is the evaluation protocol of the offline (stage 3) agent.
 """
 
 from __future__ import annotations
@@ -11,9 +12,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from environments.bamdp import BAMDPStep
+from algorithms.agents import Agent, act
+from environments.bamdp import BAMDPStep, BatchedBAMDP
 from models.encoder import RNNEncoder
 from models.vae import VAE
+from utils.rollouts import MetaEpisodeBatch, StepObserver, collect_meta_episodes
+
+EVALUATION_SEED_OFFSET = 1
+"""The evaluation task of seed s is played in an env stream seeded with s + this offset."""
 
 
 class OnlineBelief:
@@ -51,6 +57,26 @@ class OnlineBelief:
     def beliefs(self) -> np.ndarray:
         """Every recorded belief (K, steps + 1, 2L), the prior first."""
         return np.stack(self.history, axis=1)
+
+
+def evaluate_with_online_belief(agent: Agent, belief: OnlineBelief, bamdp: BatchedBAMDP,
+                                task_seeds: list[int], on_step: StepObserver | None = None
+                                ) -> MetaEpisodeBatch:
+    """BOReL's evaluation (spec borel.md 5.5): one meta-episode in each copy of ``bamdp`` (tasks
+    set, copy c in the task of seed ``task_seeds[c]``, its env stream seeded with that seed +
+    ``EVALUATION_SEED_OFFSET``) with the deterministic policy on [s, mu, log sigma^2], the belief
+    starting from the prior and updated after every step. ``belief.beliefs()`` then holds the
+    beliefs along the rollout."""
+    belief.reset()
+    bamdp.seed([seed + EVALUATION_SEED_OFFSET for seed in task_seeds])
+
+    def observe(stored_actions: np.ndarray, result: BAMDPStep) -> None:
+        belief.update(stored_actions, result)
+        if on_step is not None:
+            on_step(stored_actions, result)
+
+    return collect_meta_episodes(bamdp, lambda observations: act(
+        agent, belief.augment(observations), 1, deterministic=True), observe)
 
 
 @torch.no_grad()

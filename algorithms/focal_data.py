@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -179,6 +179,16 @@ class OfflineTaskData:
                                 f"{sources[0]}'s")
         return cls(datasets, sources, sparse_rewards, ignore_terminations,
                    use_next_obs_in_context, device)
+
+    @classmethod
+    def from_config(cls, config: Any, split: TaskSplit, device: torch.device | str
+                    ) -> OfflineTaskData:
+        """The data of ``split``'s tasks as a FOCAL run with config ``config`` (a
+        ``FocalConfig``) reads it: its quality slice, trajectory count, reward and context
+        choices."""
+        return cls.load(split, config.env_type, config.data_slice, config.num_trajs_per_task,
+                        config.sparse_rewards, config.ignore_terminations,
+                        config.use_next_obs_in_context, device)
 
     @property
     def num_tasks(self) -> int:

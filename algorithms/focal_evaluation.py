@@ -32,7 +32,7 @@ from environments.bamdp import BatchedBAMDP
 from environments.registry import make_batched_env
 from utils.embeddings import embedding_esr, embedding_rms
 from utils.errors import UserError
-from utils.rollouts import MetaEpisodeBatch, collect_meta_episodes
+from utils.rollouts import MetaEpisodeBatch, StepObserver, collect_meta_episodes
 
 ENCODING_CHUNK_TRANSITIONS = 65_536
 
@@ -52,6 +52,28 @@ class EvaluationResult:
     rms: float
     esr: float
     last_rollout: MetaEpisodeBatch
+
+
+def return_columns(test_returns: np.ndarray, train_returns: np.ndarray | None,
+                   online_returns: np.ndarray) -> dict[str, float]:
+    """The return columns of FOCAL's progress.csv from per-task returns averaged over repeats:
+    offline-context ``test_returns`` (num_test_tasks, P) and ``train_returns`` (or None), and
+    online-context ``online_returns`` (num_test_tasks, E). The headline
+    ``AverageReturn_all_test_tasks`` is the last trajectory's return averaged over tasks."""
+    columns = {
+        "AverageReturn_all_test_tasks": float(test_returns[:, -1].mean()),
+        "AverageReturn_first_trajectory_all_test_tasks": float(test_returns[:, 0].mean()),
+    }
+    if test_returns.shape[0] <= 2:
+        for index, value in enumerate(test_returns[:, -1]):
+            columns[f"AverageReturn_all_test_tasks{index}"] = float(value)
+    if train_returns is not None:
+        columns["AverageReturn_all_train_tasks"] = float(train_returns[:, -1].mean())
+    online = online_returns.mean(axis=0)
+    for episode, value in enumerate(online, start=1):
+        columns[f"AverageReturn_online_context_episode{episode}_all_test_tasks"] = float(value)
+    columns["AverageReturn_online_context_sum_all_test_tasks"] = float(online.sum())
+    return columns
 
 
 def copy_seeds(base_seed: int, count: int, stream: int) -> list[int]:
@@ -83,6 +105,34 @@ class FocalEvaluator:
         self.offline_env = self._make_env(env_type, env_options, self.offline_copies)
         self.online_env = self._make_env(env_type, env_options, self.online_copies)
 
+    @classmethod
+    def from_config(cls, config: Any, data: OfflineTaskData,
+                    test_task_ids: list[int] | None = None,
+                    train_task_ids: list[int] | None = None,
+                    num_episodes: int | None = None) -> FocalEvaluator:
+        """The evaluator of a FOCAL run with config ``config`` (a ``FocalConfig``) on ``data``
+        (its training tasks first). By default it evaluates what the run evaluates: the
+        ``num_eval_tasks`` held-out tasks and, with ``evaluate_train_tasks``, as many training
+        tasks. ``num_episodes`` replaces the number of offline-context trajectories P and of
+        online-context episodes."""
+        num_train, num_test = config.num_train_tasks, config.num_eval_tasks
+        if test_task_ids is None:
+            test_task_ids = list(range(num_train, num_train + num_test))
+        if train_task_ids is None:
+            train_task_ids = (list(range(min(num_test, num_train)))
+                              if config.evaluate_train_tasks else [])
+        num_steps_per_eval, num_online_episodes = (config.num_steps_per_eval,
+                                                   config.num_online_episodes)
+        if num_episodes is not None:
+            num_steps_per_eval = num_episodes * config.max_path_length
+            num_online_episodes = num_episodes
+        return cls(
+            config.env_type, config.environment_options(evaluation=True), data, num_train,
+            test_task_ids=test_task_ids, train_task_ids=train_task_ids,
+            num_evals=config.num_evals, num_steps_per_eval=num_steps_per_eval,
+            max_path_length=config.max_path_length, num_online_episodes=num_online_episodes,
+            sparse_returns=config.sparse_rewards, seed=config.seed)
+
     def _make_env(self, env_type: str, env_options: dict[str, Any], copies: np.ndarray
                   ) -> BatchedBAMDP | None:
         if copies.size == 0:
@@ -100,13 +150,13 @@ class FocalEvaluator:
         env.set_tasks(self.data.tasks[copies])
         return env
 
-    def _rollout(self, env: BatchedBAMDP, focal: FOCAL, latents: torch.Tensor
-                 ) -> MetaEpisodeBatch:
+    def _rollout(self, env: BatchedBAMDP, focal: FOCAL, latents: torch.Tensor,
+                 on_step: StepObserver | None = None) -> MetaEpisodeBatch:
         def policy(observations: np.ndarray) -> np.ndarray:
             states = torch.as_tensor(observations, dtype=torch.float32, device=focal.device)
             return focal.act(states, latents, deterministic=True).cpu().numpy()
 
-        return collect_meta_episodes(env, policy)
+        return collect_meta_episodes(env, policy, on_step)
 
     def episode_returns(self, batch: MetaEpisodeBatch) -> np.ndarray:
         """Return of every copy's episode (K,): sparse rewards where asked and reported."""
@@ -115,39 +165,52 @@ class FocalEvaluator:
             rewards = batch.sparse_rewards
         return (rewards[..., 0] * batch.valid_mask()).sum(axis=1)
 
-    def _per_task(self, returns: np.ndarray) -> np.ndarray:
+    def stacked_returns(self, rollouts: list[MetaEpisodeBatch]) -> np.ndarray:
+        """Returns (copies, len(rollouts)) in float64, one column per rollout."""
+        return np.stack([self.episode_returns(batch) for batch in rollouts], axis=1
+                        ).astype(np.float64)
+
+    def per_task(self, returns: np.ndarray) -> np.ndarray:
         """Average the repeats: (num_tasks * num_evals, ...) -> (num_tasks, ...)."""
         return returns.reshape(-1, self.num_evals, *returns.shape[1:]).mean(axis=1)
 
-    def offline_context_returns(self, focal: FOCAL) -> tuple[np.ndarray, MetaEpisodeBatch]:
-        """Returns (copies, P) of the offline-context protocol, and the last rollout."""
+    def offline_context_rollouts(self, focal: FOCAL, on_step: StepObserver | None = None
+                                 ) -> list[MetaEpisodeBatch]:
+        """The P rollouts of the offline-context protocol, one episode per copy each; copies are
+        ``offline_copies`` (every evaluated task, ``num_evals`` repeats)."""
         env = self.offline_env
         env.seed(self.offline_seeds)
         generator = torch.Generator(device=self.data.device)
         generator.manual_seed(self.seed)
         task_ids = torch.as_tensor(self.offline_copies, device=self.data.device)
         contexts: list[torch.Tensor] = []
-        returns = np.zeros((len(self.offline_copies), self.num_trajectories))
-        for trajectory in range(self.num_trajectories):
+        rollouts = []
+        for _ in range(self.num_trajectories):
             contexts.append(self.data.sample_context(task_ids, self.max_path_length, generator))
             latents = focal.task_latents(torch.cat(contexts, dim=1))
-            batch = self._rollout(env, focal, latents)
-            returns[:, trajectory] = self.episode_returns(batch)
-        return returns, batch
+            rollouts.append(self._rollout(env, focal, latents, on_step))
+        return rollouts
 
-    def online_context_returns(self, focal: FOCAL) -> np.ndarray:
-        """Returns (copies, num_online_episodes): episode 1 with z = 0, then z from the policy's
-        own transitions of the earlier episodes."""
+    def offline_context_returns(self, focal: FOCAL) -> tuple[np.ndarray, MetaEpisodeBatch]:
+        """Returns (copies, P) of the offline-context protocol, and the last rollout."""
+        rollouts = self.offline_context_rollouts(focal)
+        return self.stacked_returns(rollouts), rollouts[-1]
+
+    def online_context_rollouts(self, focal: FOCAL, on_step: StepObserver | None = None
+                                ) -> list[MetaEpisodeBatch]:
+        """The ``num_online_episodes`` rollouts of the online-context protocol (copies are
+        ``online_copies``): episode 1 with z = 0, then z from the policy's own transitions of the
+        earlier episodes."""
         env = self.online_env
         env.seed(self.online_seeds)
         device = self.data.device
         latents = torch.zeros(len(self.online_copies), focal.settings.latent_size, device=device)
         contexts: list[torch.Tensor] = []
         masks: list[torch.Tensor] = []
-        returns = np.zeros((len(self.online_copies), self.num_online_episodes))
-        for episode in range(self.num_online_episodes):
-            batch = self._rollout(env, focal, latents)
-            returns[:, episode] = self.episode_returns(batch)
+        rollouts = []
+        for _ in range(self.num_online_episodes):
+            batch = self._rollout(env, focal, latents, on_step)
+            rollouts.append(batch)
             rewards = batch.rewards
             if self.data.sparse_rewards and batch.sparse_rewards is not None:
                 rewards = batch.sparse_rewards
@@ -156,7 +219,11 @@ class FocalEvaluator:
             contexts.append(context_transitions(*arrays, self.data.use_next_obs_in_context))
             masks.append(torch.as_tensor(batch.valid_mask(), device=device))
             latents = focal.task_latents(torch.cat(contexts, dim=1), torch.cat(masks, dim=1))
-        return returns
+        return rollouts
+
+    def online_context_returns(self, focal: FOCAL) -> np.ndarray:
+        """Returns (copies, num_online_episodes) of the online-context protocol."""
+        return self.stacked_returns(self.online_context_rollouts(focal))
 
     def task_embeddings(self, focal: FOCAL, contexts_per_task: int, context_size: int
                         ) -> np.ndarray:
@@ -174,9 +241,9 @@ class FocalEvaluator:
                  ) -> EvaluationResult:
         """Both protocols and the embedding statistics."""
         offline, last_rollout = self.offline_context_returns(focal)
-        per_task = self._per_task(offline)
+        per_task = self.per_task(offline)
         num_test = len(self.test_task_ids)
-        online = (self._per_task(self.online_context_returns(focal)) if self.online_env
+        online = (self.per_task(self.online_context_returns(focal)) if self.online_env
                   else np.zeros((0, self.num_online_episodes)))
         latents = self.task_embeddings(focal, contexts_per_task, context_size)
         train_means = latents[: self.num_train_tasks].mean(axis=1)

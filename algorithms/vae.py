@@ -9,12 +9,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import torch
 
 from models.vae import VAE
-from utils.stage_configs import VAEArchitectureConfig
+from utils.config import load_saved_config
+from utils.errors import UserError
+from utils.runs import RunDirectory
+from utils.stage_configs import VAEArchitectureConfig, VAEConfig
 
 Batch = dict[str, torch.Tensor]
 
@@ -82,6 +86,27 @@ def build_vae(config: VAEArchitectureConfig, observation_dim: int, action_dim: i
         state_decoder_hidden_sizes=config.state_decoder_hidden_sizes,
         task_dim=task_dim if config.decode_task else None, num_states=num_states,
     )
+
+
+def load_vae_run(run: RunDirectory, env_type: str, device: torch.device
+                 ) -> tuple[VAE, VAEConfig, dict[str, Any]]:
+    """The frozen belief model of a stage-2 run trained on ``env_type`` (latest checkpoint,
+    evaluation mode, no gradients), the run's config and its ``model.json`` (the data
+    dimensions)."""
+    config = load_saved_config(VAEConfig, run.config_path)
+    if config.env_type != env_type:
+        raise UserError(f"VAE run {run.path} was trained on {config.env_type!r}, not "
+                        f"{env_type!r}")
+    dimensions = json.loads((run.path / "model.json").read_text())
+    checkpoint = run.load_checkpoint(map_location=device)
+    if checkpoint is None:
+        raise UserError(f"VAE run {run.path} has no checkpoint yet")
+    vae = build_vae(config, dimensions["observation_dim"], dimensions["action_dim"],
+                    dimensions["task_dim"], dimensions["num_states"]).to(device)
+    vae.load_state_dict(checkpoint["trainer"]["vae"])
+    vae.eval()
+    vae.requires_grad_(False)
+    return vae, config, dimensions
 
 
 @torch.no_grad()

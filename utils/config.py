@@ -265,14 +265,17 @@ def parse_flags(config_class: type, argv: list[str]) -> tuple[dict[str, str], st
     return flags, config_file
 
 
-def config_help(config_class: type, program: str, config_dir: str | None) -> str:
+def config_help(config_class: type, program: str, config_dir: str | None,
+                usage: str | None = None) -> str:
     """The text of ``--help``: every flag with its type, default and meaning."""
-    lines = [f"usage: python {program} --env-type ENV [--config FILE] [--name value ...]", ""]
+    stage_usage = f"python {program} --env-type ENV [--config FILE] [--name value ...]"
+    lines = [f"usage: {usage or stage_usage}", ""]
     if config_dir:
         suffix = "json" if config_dir == "configs" else "yaml"
         lines.append(f"Per-env defaults are read from {config_dir}/<env-type>.{suffix}.")
-    lines.append("Precedence: defaults < env file < --config FILE < flags.")
-    lines.append("")
+    if usage is None:
+        lines.append("Precedence: defaults < env file < --config FILE < flags.")
+        lines.append("")
     types_by_name = field_types(config_class)
     for field in dataclasses.fields(config_class):
         default = (

@@ -101,3 +101,51 @@ def belief_map_figure(env: Any, task: np.ndarray, maps: np.ndarray, extent: tupl
         axis.set_xlim(extent[0], extent[1])
         axis.set_ylim(extent[2], extent[3])
     return figure
+
+
+def trajectory_frames(env: Any, task: np.ndarray, observations: np.ndarray,
+                      next_observations: np.ndarray, truncations: np.ndarray, title: str = "",
+                      dots_per_inch: int = 80) -> list[np.ndarray]:
+    """An animation of one trajectory's valid steps (T, dim) over the task's layout: frame n
+    shows the path up to its n-th position (earlier inner episodes complete, each in its own
+    colour) and the current position in red. Returns (H, W, 3) uint8 frames, one per position
+    (the start of each inner episode included). The layout is drawn once; each frame only
+    redraws the paths (blitting)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    length = len(truncations)
+    figure = Figure(figsize=(4.5, 4.0), dpi=dots_per_inch)
+    canvas = FigureCanvasAgg(figure)
+    axis = figure.add_subplot()
+    env.plot_task(axis, np.asarray(task))
+    episodes = split_episodes(np.arange(length), truncations, length)
+    paths = [env.trajectory_xy(np.concatenate([observations[steps[:1]], next_observations[steps]]))
+             for steps in episodes]
+    colours = matplotlib.colormaps["viridis"](np.linspace(0.0, 0.85, max(len(paths), 1)))
+    lines = [axis.plot(path[:, 0], path[:, 1], "-o", markersize=2.5, color=colour,
+                       label=f"Episode {number}", alpha=0.85, animated=True)[0]
+             for number, (path, colour) in enumerate(zip(paths, colours, strict=True), start=1)]
+    if lines:
+        axis.legend(loc="upper right", fontsize=7)
+    axis.set_xlim(axis.get_xlim())  # freeze the limits that fit every complete path
+    axis.set_ylim(axis.get_ylim())
+    axis.set_title(title, fontsize=9)
+    (marker,) = axis.plot([], [], "o", color="tab:red", markersize=7, animated=True)
+    caption = axis.text(0.02, 0.02, "", transform=axis.transAxes, fontsize=8, animated=True)
+    canvas.draw()
+    background = canvas.copy_from_bbox(figure.bbox)
+    frames = []
+    for episode, path in enumerate(paths):
+        for position in range(len(path)):
+            canvas.restore_region(background)
+            for index, line in enumerate(lines):
+                shown = paths[index] if index < episode else (
+                    path[: position + 1] if index == episode else paths[index][:0])
+                line.set_data(shown[:, 0], shown[:, 1])
+                axis.draw_artist(line)
+            marker.set_data(path[position : position + 1, 0], path[position : position + 1, 1])
+            caption.set_text(f"episode {episode + 1}, step {position}")
+            axis.draw_artist(marker)
+            axis.draw_artist(caption)
+            frames.append(np.asarray(canvas.buffer_rgba())[..., :3].copy())
+    return frames

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
@@ -18,6 +19,9 @@ from gymnasium import spaces
 from utils.datasets import TaskDataset
 
 Policy = Callable[[np.ndarray], np.ndarray]
+StepObserver = Callable[[np.ndarray, Any], None]
+"""``on_step(stored_actions, result)``: sees each step's actions in the dataset layout and the
+``BAMDPStep`` (an online belief update, a frame recorder)."""
 
 
 @dataclass
@@ -44,8 +48,33 @@ class MetaEpisodeBatch:
             returns[:, episode] = np.sum(self.rewards[..., 0] * inside, axis=1)
         return returns
 
+    def episode_successes(self, episodes_per_task: int) -> np.ndarray:
+        """Whether the goal was reached during each inner episode (K, k) bool."""
+        episode_ids = np.cumsum(self.truncations[..., 0], axis=1) - self.truncations[..., 0]
+        reached = self.successes[..., 0] > 0
+        return np.stack([np.any(reached & (episode_ids == episode), axis=1)
+                         for episode in range(episodes_per_task)], axis=1)
+
     def valid_mask(self) -> np.ndarray:
         return np.arange(self.rewards.shape[1])[None, :] < self.lengths[:, None]
+
+    def select(self, rows: np.ndarray | list[int]) -> MetaEpisodeBatch:
+        """The meta-episodes at ``rows`` (indices or a boolean mask)."""
+        return MetaEpisodeBatch(**{name: None if value is None else value[rows]
+                                   for name, value in vars(self).items()})
+
+
+def evaluation_scalars(batch: MetaEpisodeBatch, episodes_per_task: int) -> dict[str, float]:
+    """The evaluation metrics BOReL logs for one meta-episode per task, averaged over tasks:
+    ``eval/return_episode_<k>`` (mean return of inner episode k), ``eval/return_sum`` (mean of the
+    summed return) and ``eval/success_rate`` (fraction of tasks whose goal was reached at least
+    once)."""
+    returns = batch.episode_returns(episodes_per_task)
+    scalars = {f"eval/return_episode_{episode + 1}": float(returns[:, episode].mean())
+               for episode in range(episodes_per_task)}
+    scalars["eval/return_sum"] = float(returns.sum(axis=1).mean())
+    scalars["eval/success_rate"] = float(batch.successes[..., 0].any(axis=1).mean())
+    return scalars
 
 
 def one_hot(indices: np.ndarray, size: int) -> np.ndarray:
@@ -61,7 +90,8 @@ def stored_action_dim(action_space: spaces.Space) -> int:
     return int(action_space.shape[0])
 
 
-def collect_meta_episodes(bamdp, policy: Policy, on_step=None) -> MetaEpisodeBatch:
+def collect_meta_episodes(bamdp, policy: Policy, on_step: StepObserver | None = None
+                          ) -> MetaEpisodeBatch:
     """Play one meta-episode in every copy of ``bamdp`` (a ``BatchedBAMDP``) with ``policy``.
 
     ``policy(observations)`` receives (K, obs_dim) float32 and returns (K, action_dim) actions in

@@ -37,6 +37,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def evaluation_seeds(train_seeds: list[int], count: int, seed: int) -> list[int]:
+    """Seeds of BOReL's evaluation tasks for a run with seed ``seed``: 10^6 (seed + 1) + i,
+    skipping any training seed. The list for ``count`` is a prefix of the list for more."""
+    seeds, candidate = [], 1_000_000 * (seed + 1)
+    while len(seeds) < count:
+        if candidate not in train_seeds:
+            seeds.append(candidate)
+        candidate += 1
+    return seeds
+
+
 def parse_seeds(text: str) -> list[int]:
     """``'0-39'``, ``'1,5,9'`` or ``'0-3,8'`` -> the listed seeds in order, each once."""
     seeds: list[int] = []

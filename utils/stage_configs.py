@@ -312,6 +312,27 @@ class ReproduceConfig:
                              "steps, resume unfinished ones)")
 
 
+@dataclass
+class SimulationConfig:
+    """sim_policy.py RUN_DIR: roll a trained run's policy out, report, render and save it."""
+
+    num_tasks: int | None = option(
+        None, "the first N of the run's evaluation tasks (extended with fresh evaluation tasks "
+        "where the run's kind draws them); null: the run's own evaluation tasks")
+    task_seeds: str | None = option(
+        None, "play the tasks of these seeds instead: '0-3' or '1,5,9'")
+    episodes: int | None = option(
+        None, "episodes per task: the inner episodes of a meta-episode (BOReL) or FOCAL's "
+        "trajectories per protocol; null: the run's own number")
+    video: bool = option(False, "write one GIF per task into the output folder")
+    save_dataset: str | None = option(
+        None, "write the rollouts as datasets into this folder (task_<seed>.npz), e.g. "
+        "data/<env-type>/<dataset-name>")
+    output_dir: str | None = option(None, "folder of the table and videos; null: <RUN_DIR>/sim")
+    overwrite: bool = option(False, "replace dataset files that already exist")
+    device: Literal["auto", "cpu", "cuda"] = option("auto", "auto uses CUDA when present")
+
+
 STAGE_CONFIGS: dict[str, tuple[type, str]] = {
     "data_collection": (DataCollectionConfig, "data_collection_config"),
     "vae": (VAEConfig, "vae_config"),
