@@ -149,12 +149,7 @@ def launch(
     claim_outputs(config, group_outputs)
     if ray is None:
         return [run_group(config, group) for group in groups]
-    if group_outputs:
-        if config.overwrite:
-            for each in group_outputs:
-                each.remove()
-        config = dataclasses.replace(config, resume=True, overwrite=False)
-    return run_on_ray(ray, run_group, config, groups)
+    return run_on_ray(ray, run_group, config, groups, group_outputs)
 
 
 def connect(ray: ModuleType, address: str | None) -> bool:
@@ -173,11 +168,23 @@ def connect(ray: ModuleType, address: str | None) -> bool:
     return True
 
 
-def run_on_ray(ray: ModuleType, run_group: GroupFunction, config: Any,
-               groups: list[list[int]]) -> list[Any]:
-    """One Ray task per group; wait for all of them, then report the failures together."""
+def run_on_ray(ray: ModuleType, run_group: GroupFunction, config: Any, groups: list[list[int]],
+               group_outputs: list[GroupOutputs]) -> list[Any]:
+    """One Ray task per group; wait for all of them, then report the failures together. With
+    ``group_outputs``, ``--overwrite`` deletes them here and every task runs with resume=True."""
     connected = connect(ray, config.ray_address)
     try:
+        available = ray.cluster_resources()
+        for name, wanted in (("CPU", config.ray_num_cpus), ("GPU", config.ray_num_gpus)):
+            if wanted > available.get(name, 0.0):
+                raise UserError(f"each task asks for {wanted:g} {name}(s) but the Ray cluster "
+                                f"has {available.get(name, 0.0):g}; lower --ray-num-"
+                                f"{name.lower()}s or add nodes")
+        if group_outputs:
+            if config.overwrite:
+                for outputs in group_outputs:
+                    outputs.remove()
+            config = dataclasses.replace(config, resume=True, overwrite=False)
         task = ray.remote(run_in_worker).options(
             num_cpus=config.ray_num_cpus, num_gpus=config.ray_num_gpus,
             max_retries=config.max_retries, retry_exceptions=False)
