@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from utils.launchers import (
     DriverContext,
     GroupOutputs,
     LaunchError,
+    check_reachable,
     claim_outputs,
     launch,
     raise_failures,
@@ -114,6 +116,22 @@ def test_launcher_options_are_checked(tmp_path):
     ]:
         with pytest.raises(UserError, match=message):
             launch(lambda config, group: None, dataclasses.replace(config, **overrides), [[1]])
+
+
+def test_an_unreachable_or_malformed_ray_address_is_a_user_error():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        free_port = listener.getsockname()[1]
+    with pytest.raises(UserError, match=f"cannot reach the Ray head node at --ray-address "
+                       f"127.0.0.1:{free_port}"):
+        check_reachable(f"127.0.0.1:{free_port}", timeout_seconds=2.0)
+    with pytest.raises(UserError, match="must be auto or host:port, got 'head-node'"):
+        check_reachable("head-node")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        check_reachable(f"127.0.0.1:{listener.getsockname()[1]}")
+    check_reachable("auto")
 
 
 def test_focal_seeds_run_one_run_directory_each(tmp_path):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -141,7 +142,7 @@ def launch(
     ``resume``, ``overwrite``). ``outputs(config, group)`` names what a group writes; without it
     ``run_group`` must itself be safe to call again after a crash (it is, on Ray, when a worker
     dies). Returns the results in the order of ``groups``. On Ray, ``run_group`` and ``config``
-    are pickled to the workers: a module-level function of an importable module works anywhere.
+    are pickled to the workers (a script's own functions by value, others by module name).
     """
     check_launcher_options(config)
     ray = import_ray() if config.launcher == "ray" else None
@@ -152,13 +153,30 @@ def launch(
     return run_on_ray(ray, run_group, config, groups, group_outputs)
 
 
+def check_reachable(address: str, timeout_seconds: float = 10.0) -> None:
+    """Fail fast when the head node at ``host:port`` does not answer (Ray itself keeps retrying
+    for minutes); ``auto`` and ``ray://`` addresses are left to Ray."""
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--ray-address must be auto or host:port, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_seconds).close()
+    except OSError as error:
+        raise UserError(f"cannot reach the Ray head node at --ray-address {address}: "
+                        f"{error.strerror or error}") from None
+
+
 def connect(ray: ModuleType, address: str | None) -> bool:
-    """Join the Ray cluster at ``address``, or start a local instance when None; returns whether
-    this call connected (False when this process was already connected)."""
+    """Join the Ray cluster at ``address`` (else at ``RAY_ADDRESS`` if set), or start a local
+    instance; returns whether this call connected (False when already connected)."""
     if ray.is_initialized():
         return False
     options: dict[str, Any] = {"address": address, "logging_level": "WARNING"}
-    if address is None:
+    if address is not None:
+        check_reachable(address)
+    elif not os.environ.get("RAY_ADDRESS"):
         options["include_dashboard"] = False
     try:
         ray.init(**options)
