@@ -9,6 +9,10 @@ TensorBoard events, ``checkpoints/`` and ``figures/`` (embedding plots, trajecto
 
     python launch_focal.py configs/sparse-point-robot.json
     python launch_focal.py --env-type cheetah-vel --num-iterations 100 --device auto
+    python launch_focal.py --env-type cheetah-vel --seeds 0-4 --launcher ray --ray-num-gpus 0.5
+
+``--seeds 0-4`` trains one run per seed (``<exp-name>_s0`` ... ``_s4``), one after another or, with
+``--launcher ray``, as Ray tasks.
 
 Paper: FOCAL (Li, Yang, Luo, ICLR 2021), sections 4-5; spec focal.md section 3 (algorithm) and
 section 4 (evaluation protocol).
@@ -17,6 +21,7 @@ section 4 (evaluation protocol).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import sys
@@ -35,11 +40,12 @@ from utils.datasets import dataset_directory
 from utils.embeddings import embedding_figure
 from utils.errors import UserError, run_script
 from utils.io import atomic_write_text
+from utils.launchers import GroupOutputs, launch
 from utils.logger import Logger
 from utils.plotting import trajectory_figure
 from utils.progress import progress_range
 from utils.runs import RunDirectory, run_path
-from utils.seeding import resolve_device, seed_everything, set_torch_threads
+from utils.seeding import parse_seeds, resolve_device, seed_everything, set_torch_threads
 from utils.stage_configs import FocalConfig
 
 STAGE = "focal"
@@ -52,7 +58,25 @@ TRAINING_COLUMNS = {  # FOCAL's progress.csv name -> key of FOCAL.update's metri
 }
 
 
+def train(config: FocalConfig) -> list[Path]:
+    """One FOCAL run per seed of ``--seeds`` (else the run of ``--seed``), each run by
+    ``--launcher``; returns the run directories."""
+    seeds = parse_seeds(config.seeds) if config.seeds else [config.seed]
+    return launch(train_seed, config, [[seed] for seed in seeds], seed_outputs)
+
+
+def train_seed(config: FocalConfig, group: list[int]) -> Path:
+    """The run of the group's one seed (the function each launcher task runs)."""
+    return main(dataclasses.replace(config, seed=group[0], seeds=None))
+
+
+def seed_outputs(config: FocalConfig, group: list[int]) -> GroupOutputs:
+    return GroupOutputs(run_path(config.runs_dir, STAGE, config.env_type, config.exp_name,
+                                 group[0]))
+
+
 def main(config: FocalConfig) -> Path:
+    """One FOCAL run with ``--seed``."""
     spec = get_spec(config.env_type)
     if spec.episodes_per_task != 1 or config.episodes_per_task not in (None, 1):
         raise UserError(f"FOCAL plays one episode per task; env-type {config.env_type!r} is a "
@@ -207,5 +231,5 @@ def command_line(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    run_script(lambda: main(load_config(FocalConfig, command_line(sys.argv[1:]),
+    run_script(lambda: train(load_config(FocalConfig, command_line(sys.argv[1:]),
                                         config_dir="configs", program="launch_focal.py")))

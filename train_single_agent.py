@@ -5,10 +5,14 @@ Reads ``data_collection_config/<env-type>.yaml``. Writes one dataset file per ta
 random initial pool and every later rollout, with the training step of each trajectory), and the
 run directory ``runs/data_collection/<env-type>/<exp-name>_s<seeds>/`` (config, logs, agent
 checkpoints, trajectory figures). ``--seeds 0-39`` trains the 40 agents in one process as a stacked
-ensemble on vectorised envs; each agent only ever sees its own task's data.
+ensemble on vectorised envs; each agent only ever sees its own task's data. ``--seeds-per-task 10``
+splits the seeds into groups of 10, each a batched collection with its own run directory
+``<exp-name>_s<group>``, run one after another or, with ``--launcher ray``, as Ray tasks.
 
     python train_single_agent.py --env-type gridworld --seed 73
     python train_single_agent.py --env-type point_robot_sparse --seeds 0-39 --device auto
+    python train_single_agent.py --env-type cheetah_vel --seeds 0-99 --seeds-per-task 10 \
+        --launcher ray --ray-num-cpus 2
 
 Paper: BOReL (Dorfman et al., 2021) section 4 and appendix, data collection; spec borel.md
 section 3.
@@ -16,6 +20,7 @@ section 3.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -35,6 +40,7 @@ from utils.datasets import (
     task_file,
 )
 from utils.errors import UserError, run_script
+from utils.launchers import GroupOutputs, launch, split_seeds
 from utils.logger import Logger
 from utils.plotting import trajectory_figure
 from utils.progress import progress_range
@@ -64,7 +70,40 @@ def copy_seeds(seeds: list[int], replicas: int) -> list[int]:
             for seed in seeds for replica in range(replicas)]
 
 
+def collect(config: DataCollectionConfig) -> list[Path]:
+    """Every seed of ``config``, in groups of ``seeds_per_task``, each group a batched collection
+    run by ``--launcher``; returns the groups' run directories."""
+    seeds = parse_seeds(config.seeds) if config.seeds else [config.seed]
+    return launch(collect_group, config, split_seeds(seeds, config.seeds_per_task),
+                  group_outputs)
+
+
+def group_config(config: DataCollectionConfig, group: list[int]) -> DataCollectionConfig:
+    """The config of one group's collection. When ``--seeds-per-task`` splits the seeds, each
+    group's random streams (networks, replay sampling, random actions) are seeded from the pair
+    (seed, the group's first task seed), so that groups do not repeat each other's draws."""
+    if config.seeds is None or config.seeds_per_task is None:
+        return config
+    random_seed = np.random.SeedSequence(config.seed % 2**32, spawn_key=(group[0] % 2**32,))
+    return dataclasses.replace(config, seeds=seed_label(group),
+                               seed=int(random_seed.generate_state(1)[0]))
+
+
+def collect_group(config: DataCollectionConfig, group: list[int]) -> Path:
+    """One group's batched collection (the function each launcher task runs)."""
+    return main(group_config(config, group))
+
+
+def group_outputs(config: DataCollectionConfig, group: list[int]) -> GroupOutputs:
+    """The run directory and the per-task dataset files that one group writes."""
+    data_dir = dataset_directory(config.data_dir, config.env_type, config.dataset_name)
+    return GroupOutputs(
+        run_path(config.runs_dir, STAGE, config.env_type, config.exp_name, seed_label(group)),
+        tuple(task_file(data_dir, seed) for seed in group))
+
+
 def main(config: DataCollectionConfig) -> Path:
+    """One batched collection of the seeds in ``config`` (``--seeds``, else ``--seed``)."""
     spec = get_spec(config.env_type)
     seeds = parse_seeds(config.seeds) if config.seeds else [config.seed]
     num_tasks, replicas = len(seeds), config.num_rollouts_per_iter
@@ -205,5 +244,6 @@ def main(config: DataCollectionConfig) -> Path:
 
 
 if __name__ == "__main__":
-    run_script(lambda: main(load_config(DataCollectionConfig, config_dir="data_collection_config",
-                                        program="train_single_agent.py")))
+    run_script(lambda: collect(load_config(
+        DataCollectionConfig, config_dir="data_collection_config",
+        program="train_single_agent.py")))

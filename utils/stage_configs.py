@@ -74,6 +74,24 @@ class AgentConfig:
 
 
 @dataclass
+class LauncherConfig:
+    """Where a script's seed groups run: in this process or as Ray tasks (utils/launchers.py)."""
+
+    launcher: Literal["local", "ray"] = option(
+        "local", "local runs the seed groups one after another in this process; ray runs each "
+        "as a Ray task (pip install -r requirements-ray.txt)")
+    ray_address: str | None = option(
+        None, "Ray cluster to join ('auto' or host:port of the head node); null starts a local "
+        "Ray instance on this machine")
+    ray_num_cpus: float = option(1.0, "CPUs that Ray reserves for each task")
+    ray_num_gpus: float = option(
+        0.0, "GPUs that Ray reserves for each task (a fraction lets tasks share a GPU)")
+    max_retries: int = option(
+        3, "times Ray reruns a task whose worker or node died; the rerun continues from what the "
+        "failed attempt saved")
+
+
+@dataclass
 class VAEArchitectureConfig:
     """The VariBAD belief model: GRU encoder over (a, r, s') and reward/state decoders."""
 
@@ -99,11 +117,14 @@ class VAEArchitectureConfig:
 
 
 @dataclass
-class DataCollectionConfig(CommonConfig, AgentConfig):
+class DataCollectionConfig(CommonConfig, AgentConfig, LauncherConfig):
     """Stage 1 (train_single_agent.py): one SAC/DQN agent per task; its whole history is saved."""
 
     seeds: str | None = option(
         None, "train several tasks at once as a batched ensemble: '0-39' or '1,5,9'")
+    seeds_per_task: int | None = option(
+        None, "split --seeds into groups of this many, each one batched collection (one Ray "
+        "task with --launcher ray); null: all seeds in one group")
     dataset_name: str = option("default", "dataset folder: <data-dir>/<env-type>/<name>/")
     num_iters: int = option(100, "training iterations")
     num_init_rollouts_pool: int = option(10, "random-action meta-episodes before training")
@@ -186,13 +207,16 @@ class OnlineConfig(CommonConfig, AgentConfig, VAEArchitectureConfig):
 
 
 @dataclass
-class FocalConfig(CommonConfig):
+class FocalConfig(CommonConfig, LauncherConfig):
     """launch_focal.py: FOCAL (distance-metric context encoder + BRAC SAC) on offline data.
 
     Defaults are FOCAL's ``configs/default.py`` (spec focal.md 3.10); ``configs/<env-type>.json``
     holds each env's overrides (spec 5.1 and 9).
     """
 
+    seeds: str | None = option(
+        None, "one FOCAL run per seed ('0-4' or '1,5,9'), each in its own run directory and, "
+        "with --launcher ray, its own Ray task; null: the run of --seed")
     # ---------------------------------------------------------------- data and task split
     dataset_name: str = option("default", "dataset folder: <data-dir>/<env-type>/<name>/")
     num_train_tasks: int = option(80, "training tasks: the first ones by seed")

@@ -1,0 +1,200 @@
+"""The launcher interface without Ray: seed groups, output checks, the in-process launcher for
+stage 1 and FOCAL seeds, failure reports, the worker context, and the exit-2 error when
+``--launcher ray`` is asked without ray installed. Ray itself: tests/test_ray_launcher.py."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+import launch_focal
+import train_single_agent
+from tests.test_launch_focal import tiny_config as tiny_focal_config
+from tests.test_launch_focal import write_random_datasets
+from tests.test_train_single_agent import tiny_config
+from utils.datasets import load_task_dataset
+from utils.errors import UserError
+from utils.launchers import (
+    DriverContext,
+    GroupOutputs,
+    LaunchError,
+    check_reachable,
+    claim_outputs,
+    launch,
+    raise_failures,
+    run_in_worker,
+    split_seeds,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+ARRAYS = ("observations", "actions", "rewards", "next_observations", "terminations",
+          "truncations", "lengths", "training_steps", "task")
+
+
+def test_split_seeds_into_consecutive_groups():
+    assert split_seeds([0, 1, 2, 3, 4], 2) == [[0, 1], [2, 3], [4]]
+    assert split_seeds([5, 9, 1], None) == [[5, 9, 1]]
+    assert split_seeds([7], 3) == [[7]]
+    with pytest.raises(UserError, match="--seeds-per-task must be at least 1"):
+        split_seeds([0, 1], 0)
+
+
+def test_local_launcher_runs_each_group_in_order_with_its_config(tmp_path):
+    config = tiny_config(tmp_path, "gridworld")
+    calls = []
+    results = launch(lambda config, group: calls.append(group) or sum(group), config,
+                     [[3, 4], [1], [9]])
+    assert calls == [[3, 4], [1], [9]] and results == [7, 1, 9]
+
+
+def test_stage1_groups_write_one_run_per_group_and_every_task_file(tmp_path):
+    config = tiny_config(tmp_path, "gridworld", seeds="0-4", seeds_per_task=2, num_iters=1)
+    run_dirs = train_single_agent.collect(config)
+    assert [path.name for path in run_dirs] == ["default_s0-1", "default_s2-3", "default_s4"]
+    random_seeds = []
+    for run_dir, group in zip(run_dirs, ([0, 1], [2, 3], [4]), strict=True):
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+        assert saved["seeds"] == train_single_agent.seed_label(group)
+        random_seeds.append(saved["seed"])
+        for seed in group:
+            dataset = load_task_dataset(tmp_path / f"data/gridworld/default/task_{seed}.npz")
+            assert dataset.meta["seed"] == seed and dataset.num_trajectories == 3 + 2
+            assert dataset.meta["collection_run"] == str(run_dir)
+    assert len(set(random_seeds)) == 3  # groups do not repeat each other's random draws
+    again = train_single_agent.group_config(config, [2, 3])
+    assert again.seed == random_seeds[1]  # the derivation is deterministic
+
+
+def test_a_group_runs_exactly_as_the_same_seeds_run_alone(tmp_path):
+    config = tiny_config(tmp_path / "groups", "gridworld", seeds="5-6", seeds_per_task=1,
+                         num_iters=1)
+    train_single_agent.collect(config)
+    alone = train_single_agent.group_config(config, [6])
+    train_single_agent.main(dataclasses.replace(
+        alone, runs_dir=str(tmp_path / "alone/runs"), data_dir=str(tmp_path / "alone/data")))
+    grouped = load_task_dataset(tmp_path / "groups/data/gridworld/default/task_6.npz")
+    single = load_task_dataset(tmp_path / "alone/data/gridworld/default/task_6.npz")
+    for name in ARRAYS:
+        np.testing.assert_array_equal(getattr(grouped, name), getattr(single, name), name)
+
+
+def test_existing_outputs_stop_the_launch_before_any_group_runs(tmp_path):
+    config = tiny_config(tmp_path, "gridworld", seeds="0-3", seeds_per_task=2, num_iters=1)
+    existing = tmp_path / "data/gridworld/default/task_3.npz"
+    existing.parent.mkdir(parents=True)
+    existing.write_bytes(b"")
+    with pytest.raises(UserError, match="task_3.npz already exists; pass --resume true"):
+        train_single_agent.collect(config)
+    assert not (tmp_path / "runs").exists()  # the first group did not start
+
+
+def test_outputs_written_by_two_groups_are_refused(tmp_path):
+    config = tiny_config(tmp_path, "gridworld")
+    shared = tmp_path / "data/task_1.npz"
+    outputs = [GroupOutputs(tmp_path / "runs/a", (shared,)),
+               GroupOutputs(tmp_path / "runs/b", (tmp_path / "data/task_2.npz", shared))]
+    with pytest.raises(UserError, match="task_1.npz would be written by two seed groups"):
+        claim_outputs(config, outputs)
+    claim_outputs(config, outputs[:1])
+
+
+def test_launcher_options_are_checked(tmp_path):
+    config = tiny_config(tmp_path, "gridworld")
+    for overrides, message in [
+        ({"launcher": "ray", "device": "cuda"}, "--device cuda with --launcher ray needs"),
+        ({"max_retries": -1}, "--max-retries must be 0 or positive"),
+        ({"ray_num_cpus": -1.0}, "--ray-num-cpus and --ray-num-gpus must be 0 or positive"),
+        ({"resume": True, "overwrite": True}, "contradict"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            launch(lambda config, group: None, dataclasses.replace(config, **overrides), [[1]])
+
+
+def test_an_unreachable_or_malformed_ray_address_is_a_user_error():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        free_port = listener.getsockname()[1]
+    with pytest.raises(UserError, match=f"cannot reach the Ray head node at --ray-address "
+                       f"127.0.0.1:{free_port}"):
+        check_reachable(f"127.0.0.1:{free_port}", timeout_seconds=2.0)
+    with pytest.raises(UserError, match="must be auto or host:port, got 'head-node'"):
+        check_reachable("head-node")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        check_reachable(f"127.0.0.1:{listener.getsockname()[1]}")
+    check_reachable("auto")
+
+
+def test_focal_seeds_run_one_run_directory_each(tmp_path):
+    write_random_datasets(tmp_path / "data", "point-robot", range(6))
+    config = tiny_focal_config(tmp_path, "point-robot", seeds="3,5", num_iterations=1)
+    run_dirs = launch_focal.train(config)
+    assert [path.name for path in run_dirs] == ["default_s3", "default_s5"]
+    for run_dir, seed in zip(run_dirs, (3, 5), strict=True):
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+        assert saved["seed"] == seed and saved["seeds"] is None
+        assert (run_dir / "progress.csv").is_file()
+    with pytest.raises(UserError, match="default_s3 already exists"):
+        launch_focal.train(config)
+
+
+class FakeTaskError(Exception):
+    """Stands for Ray's error of a failed task, which carries the task's exception as cause."""
+
+    def __init__(self, cause: Exception | None) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def test_failures_are_reported_with_their_seeds():
+    groups = [[0, 1], [2, 3], [4]]
+    with pytest.raises(UserError, match=r"^seeds 4: bad dataset \(1 other task\(s\) failed"):
+        raise_failures([(2, FakeTaskError(UserError("bad dataset"))),
+                        (0, FakeTaskError(RuntimeError("worker died")))], groups)
+    with pytest.raises(LaunchError, match=r"2 of 3 Ray task\(s\) failed .*seeds 0-1, 2-3\)"):
+        raise_failures([(1, FakeTaskError(None)), (0, FakeTaskError(None))], groups)
+
+
+def test_worker_runs_in_the_driver_directory_with_its_command_line(tmp_path):
+    before = os.getcwd(), list(sys.argv), os.environ.get("OMRL_PROGRESS")
+    seen = run_in_worker(
+        lambda config, group: (os.getcwd(), list(sys.argv), os.environ["OMRL_PROGRESS"], group),
+        None, [4], DriverContext(str(tmp_path), ("train_single_agent.py", "--seed", "4")))
+    assert seen == (str(tmp_path), ["train_single_agent.py", "--seed", "4"], "0", [4])
+    assert (os.getcwd(), sys.argv, os.environ.get("OMRL_PROGRESS")) == before
+    with pytest.raises(UserError, match="does not exist on this node"):
+        run_in_worker(lambda config, group: None, None, [4],
+                      DriverContext(str(tmp_path / "absent"), ()))
+
+
+def test_launcher_ray_without_ray_installed_exits_with_code_2(tmp_path):
+    program = ("import runpy, sys\n"
+               "sys.modules['ray'] = None  # as if ray were not installed\n"
+               "sys.argv = ['train_single_agent.py', *sys.argv[1:]]\n"
+               "runpy.run_path('train_single_agent.py', run_name='__main__')\n")
+    completed = subprocess.run(
+        [sys.executable, "-c", program, "--env-type", "gridworld", "--launcher", "ray",
+         "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 2, completed.stderr
+    assert completed.stderr.strip().splitlines() == [
+        "error: --launcher ray needs the ray package, which is not installed: "
+        "pip install -r requirements-ray.txt"]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_focal_launcher_ray_without_ray_installed_is_a_user_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    config = tiny_focal_config(tmp_path, "point-robot", seeds="0-1", launcher="ray")
+    with pytest.raises(UserError, match="--launcher ray needs the ray package"):
+        launch_focal.train(config)
+    assert not (tmp_path / "runs").exists()
