@@ -175,7 +175,7 @@ def main(config: VAEConfig) -> Path:
         trainer.load_state_dict(checkpoint["trainer"])
         schedule_rng.bit_generator.state = checkpoint["schedule_rng"]
         noise.set_state(checkpoint["noise"].to(noise.get_state().device))
-        logger.truncate_after(start)
+    logger.truncate_after(start)  # drop rows logged after the checkpoint by a killed run
 
     counts = [dataset.num_trajectories for dataset in training_data]
     bar = progress_range(start, config.num_iters, f"stage 2 {config.env_type}")
