@@ -238,7 +238,7 @@ STAGES = {
         "--env-type", "point_robot_sparse", "--seeds", "0-1", "--num-iters", "3",
         "--num-init-rollouts-pool", "2", "--num-rollouts-per-iter", "2",
         "--rl-updates-per-iter", "3", "--batch-size", "16", "--critic-hidden-sizes", "16",
-        "--policy-hidden-sizes", "16", "--log-interval", "1", "--save-interval", "1", *QUIET)),
+        "--policy-hidden-sizes", "16", "--log-interval", "2", "--save-interval", "1", *QUIET)),
     "stage2": StageCase("train_vae_offline.py", (
         "--env-type", "gridworld", "--num-iters", "3", "--gru-hidden-size", "16",
         "--log-interval", "1", "--save-interval", "1", "--eval-interval", "3", *QUIET),

@@ -29,7 +29,7 @@ from utils.datasets import (
 )
 from utils.stage_configs import DataCollectionConfig, FocalConfig
 
-SETTINGS = settings(max_examples=60, deadline=None, database=None,
+SETTINGS = settings(max_examples=50, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
 FIELD_NAMES = sorted(field_types(DataCollectionConfig))
 
