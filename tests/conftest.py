@@ -1,7 +1,9 @@
 """Test-wide settings: headless plotting, offscreen MuJoCo rendering, quiet progress bars, and
-one PyTorch thread."""
+one PyTorch thread; the session fixture with every stage's inputs for the fault tests."""
 
 import os
+
+import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -10,8 +12,6 @@ os.environ.setdefault("OMRL_PROGRESS", "0")
 import torch
 
 torch.set_num_threads(1)  # as the scripts do by default (--torch-threads 1)
-
-import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,9 @@ from utils.datasets import (
 )
 from utils.stage_configs import DataCollectionConfig, FocalConfig
 
-SETTINGS = settings(max_examples=50, deadline=None, database=None,
+# Derandomised: the same examples on every run, so the default suite never flakes; raise
+# max_examples (or drop derandomize) locally to search further.
+SETTINGS = settings(max_examples=50, deadline=None, database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 FIELD_NAMES = sorted(field_types(DataCollectionConfig))
 
@@ -192,7 +194,9 @@ def zip_archives(draw) -> bytes:
                                                             zipfile.ZIP_DEFLATED]))) as archive:
         used: set[str] = set()
         for _ in range(draw(st.integers(0, 4))):
-            name = draw(st.one_of(st.sampled_from(names), st.text(min_size=1, max_size=6)))
+            name = draw(st.one_of(st.sampled_from(names), st.text(
+                st.characters(blacklist_characters="\x00/", blacklist_categories=["Cs"]),
+                min_size=1, max_size=6)))
             name += draw(st.sampled_from([".npy", ".npy", ""]))
             if name in used:
                 continue
