@@ -39,6 +39,7 @@ import csv
 import dataclasses
 import errno
 import fnmatch
+import importlib
 import json
 import os
 import runpy
@@ -179,6 +180,8 @@ def run_stage(script: str, argv: list[str], cwd: Path, fault: Fault | None = Non
 
 def _run_forked(script: str, argv: list[str], cwd: Path, fault: Fault | None,
                 timeout: float) -> StageResult:
+    if Path(script).parent == Path(".") and (ROOT / script).is_file():
+        importlib.import_module(Path(script).stem)  # its imports, once, in the parent
     stdout_path, stderr_path = cwd / ".child_stdout", cwd / ".child_stderr"
     sys.stdout.flush()
     sys.stderr.flush()

@@ -1,11 +1,13 @@
 """A dataset or checkpoint write that fails inside the atomic write (a full disk at flush or
 rename, an exception or an interrupt half-way through the content) leaves the previous file
-intact and no temporary file; operating-system errors become one-line UserErrors."""
+intact and no temporary file; operating-system errors become one-line UserErrors. A failed
+append to scalars.csv is rolled back, and a line torn by a kill is ignored."""
 
 from __future__ import annotations
 
 import errno
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ from tests.test_properties import valid_dataset
 from utils.datasets import load_task_dataset, save_task_dataset
 from utils.errors import UserError
 from utils.io import remove_stale_temporaries
+from utils.logger import Logger, read_scalars
 from utils.runs import RunDirectory
 
 
@@ -89,3 +92,44 @@ def test_stale_temporaries_are_removed_only_for_the_named_files(tmp_path):
                                                                 "task_0.npz"]
     assert [path.name for path in remove_stale_temporaries(tmp_path)] == [
         ".task_10.npz.ghi.tmp"]
+
+
+class FailsHalfWay:
+    """A text stream that writes half of what it is given, then reports a full disk."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write(text[: len(text) // 2])
+        self.stream.flush()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __enter__(self) -> FailsHalfWay:
+        return self
+
+    def __exit__(self, *exception) -> None:
+        self.stream.close()
+
+
+def test_a_failed_append_to_scalars_is_rolled_back_and_a_torn_line_ignored(tmp_path,
+                                                                           monkeypatch):
+    logger = Logger(tmp_path, use_tensorboard=False)
+    logger.log(1, {"train/loss": 1.0})
+    original_open = Path.open
+
+    def failing_open(self, mode="r", *arguments, **keywords):
+        stream = original_open(self, mode, *arguments, **keywords)
+        return FailsHalfWay(stream) if mode == "a" else stream
+
+    monkeypatch.setattr(Path, "open", failing_open)
+    with pytest.raises(UserError, match="scalars.csv: No space left on device"):
+        logger.log(2, {"train/loss": 2.0, "eval/return": 3.0})
+    monkeypatch.undo()
+    assert read_scalars(logger.csv_path) == [(1, "train/loss", 1.0)]
+    with logger.csv_path.open("a") as stream:  # what a kill during an append leaves
+        stream.write("2,train/lo")
+    assert read_scalars(logger.csv_path) == [(1, "train/loss", 1.0)]
+    logger.truncate_after(1)
+    logger.log(2, {"train/loss": 2.0})
+    assert read_scalars(logger.csv_path) == [(1, "train/loss", 1.0), (2, "train/loss", 2.0)]
