@@ -102,6 +102,8 @@ def install_fault(fault: Fault) -> None:
         return fnmatch.fnmatch(Path(relative).as_posix(), fault.pattern)
 
     if fault.moment == "open":
+        if fault.kind != "disk_full":
+            raise ValueError("moment 'open' fails writes with ENOSPC; it has no kill")
         count = 0
 
         def audit(event: str, arguments: tuple) -> None:
