@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import sys
 import time
 from pathlib import Path
@@ -95,7 +94,7 @@ def main(config: FocalConfig) -> Path:
     run = RunDirectory.create(
         run_path(config.runs_dir, STAGE, config.env_type, config.exp_name, config.seed),
         config, config.resume, config.overwrite, device=str(device))
-    meta = json.loads((run.path / "meta.json").read_text())
+    meta = run.read_json("meta.json")
     run.write_json("meta.json", {**meta, "task_split": split.as_dict(),
                                  "trajectories_per_task": data.num_trajectories})
     logger = Logger(run.path, config.use_tensorboard)
@@ -112,7 +111,7 @@ def main(config: FocalConfig) -> Path:
         if "cuda_rng" in checkpoint:
             torch.cuda.set_rng_state(checkpoint["cuda_rng"], device)
         sampler.set_state(checkpoint["sampler"].to(sampler.get_state().device))
-        logger.truncate_after(start)
+    logger.truncate_after(start)  # drop rows logged after the checkpoint by a killed run
     write_progress(run.path / "progress.csv", rows)
 
     def save(iteration: int) -> None:

@@ -159,7 +159,9 @@ def main(config: OfflineConfig) -> Path:
         agent.load_state_dict(checkpoint["agent"])
         sampler.set_state(checkpoint["sampler"].to(sampler.get_state().device))
         torch.set_rng_state(checkpoint["torch_rng"])
-        logger.truncate_after(start)
+        if "cuda_rng" in checkpoint:
+            torch.cuda.set_rng_state(checkpoint["cuda_rng"], device)
+    logger.truncate_after(start)  # drop rows logged after the checkpoint by a killed run
 
     bar = progress_range(start, config.num_iters, f"stage 3 {config.env_type}")
     for iteration in bar:
@@ -187,10 +189,11 @@ def main(config: OfflineConfig) -> Path:
             draw_figures(logger, evaluation, vae, rollout, belief.beliefs(), eval_tasks,
                          eval_seeds, multihead, device, finished)
         if finished % config.save_interval == 0 or finished == config.num_iters:
-            run.save_checkpoint({"iteration": finished, "agent": agent.state_dict(),
-                                 "sampler": sampler.get_state(),
-                                 "torch_rng": torch.get_rng_state()},
-                                step=finished, keep=True)
+            state = {"iteration": finished, "agent": agent.state_dict(),
+                     "sampler": sampler.get_state(), "torch_rng": torch.get_rng_state()}
+            if device.type == "cuda":
+                state["cuda_rng"] = torch.cuda.get_rng_state(device)
+            run.save_checkpoint(state, step=finished, keep=True)
     logger.close()
     return run.path
 

@@ -40,6 +40,7 @@ from utils.datasets import (
     task_file,
 )
 from utils.errors import UserError, run_script
+from utils.io import remove_stale_temporaries
 from utils.launchers import GroupOutputs, launch, split_seeds
 from utils.logger import Logger
 from utils.plotting import trajectory_figure
@@ -125,14 +126,15 @@ def main(config: DataCollectionConfig) -> Path:
     member_of_copy = np.repeat(np.arange(num_tasks), replicas)
 
     algorithm = choose_algorithm(config, collection.action_space)
-    run = RunDirectory.create(
-        run_path(config.runs_dir, STAGE, config.env_type, config.exp_name, seed_label(seeds)),
-        config, config.resume, config.overwrite, device=str(device))
     data_dir = dataset_directory(config.data_dir, config.env_type, config.dataset_name)
     existing = [task_file(data_dir, seed) for seed in seeds if task_file(data_dir, seed).exists()]
     if existing and not (config.resume or config.overwrite):
         raise UserError(f"dataset {existing[0]} already exists; pass --resume true to continue "
                         "the collection or --overwrite true to replace it")
+    run = RunDirectory.create(
+        run_path(config.runs_dir, STAGE, config.env_type, config.exp_name, seed_label(seeds)),
+        config, config.resume, config.overwrite, device=str(device))
+    remove_stale_temporaries(data_dir, [task_file(data_dir, seed).name for seed in seeds])
     meta = {
         "format_version": FORMAT_VERSION, "env_type": config.env_type,
         "env_options": env_options, "episodes_per_task": episodes_per_task,
@@ -196,7 +198,6 @@ def main(config: DataCollectionConfig) -> Path:
             histories.restore(index, dataset)
             buffer.add_trajectories({name: getattr(dataset, name) for name in FIELDS},
                                     dataset.lengths, np.full(saved, index))
-        logger.truncate_after(start)
     else:
         # Random initial pool: num_init_rollouts_pool meta-episodes per task, uniform actions.
         for call in range(math.ceil(config.num_init_rollouts_pool / replicas)):
@@ -207,6 +208,7 @@ def main(config: DataCollectionConfig) -> Path:
             wanted = config.num_init_rollouts_pool - call * replicas
             keep = np.tile(np.arange(replicas) < wanted, num_tasks)
             record(batch.select(keep), member_of_copy[keep], training_step=0)
+    logger.truncate_after(start)  # drop rows logged after the checkpoint by a killed run
 
     bar = progress_range(start, config.num_iters, f"stage 1 {config.env_type} x{num_tasks}")
     for iteration in bar:

@@ -43,6 +43,7 @@ from utils.datasets import (
     task_files,
 )
 from utils.errors import UserError, run_script
+from utils.io import remove_stale_temporaries
 from utils.logger import Logger
 from utils.plotting import grid_belief_figure, reward_prediction_figure
 from utils.progress import progress_range
@@ -100,6 +101,7 @@ def replaying_datasets(config: VAEConfig, datasets: list[TaskDataset], seeds: li
             seeds, datasets, strict=True)],
         config.num_replaying_policies, config.replaying_rollouts_per_policy,
         np.random.default_rng([config.seed, 4]), meta)
+    remove_stale_temporaries(directory, [task_file(directory, seed).name for seed in seeds])
     for seed, dataset in zip(seeds, replayed, strict=True):
         save_task_dataset(task_file(directory, seed), dataset)
     return replayed
@@ -175,7 +177,7 @@ def main(config: VAEConfig) -> Path:
         trainer.load_state_dict(checkpoint["trainer"])
         schedule_rng.bit_generator.state = checkpoint["schedule_rng"]
         noise.set_state(checkpoint["noise"].to(noise.get_state().device))
-        logger.truncate_after(start)
+    logger.truncate_after(start)  # drop rows logged after the checkpoint by a killed run
 
     counts = [dataset.num_trajectories for dataset in training_data]
     bar = progress_range(start, config.num_iters, f"stage 2 {config.env_type}")

@@ -30,7 +30,7 @@ import torch
 from models.vae import VAE
 from utils.datasets import TaskDataset, load_task_dataset, save_task_dataset, task_file
 from utils.errors import UserError
-from utils.io import atomic_write_text
+from utils.io import atomic_write_text, remove_stale_temporaries
 
 MANIFEST = "manifest.json"
 CACHE_VERSION = 1
@@ -113,8 +113,10 @@ class HyperstateCache:
     def store(self, seeds: list[int], datasets: list[TaskDataset], sources: dict[str, Any]
               ) -> None:
         """Write every task's hyper-state dataset, then the manifest (last, so that a crash in
-        between leaves an invalid cache rather than a wrong one)."""
+        between leaves an invalid cache rather than a wrong one). Temporary files of a store
+        that a kill interrupted are removed."""
         (self.directory / MANIFEST).unlink(missing_ok=True)
+        remove_stale_temporaries(self.directory)
         for seed, dataset in zip(seeds, datasets, strict=True):
             save_task_dataset(task_file(self.directory, seed), dataset)
         atomic_write_text(self.directory / MANIFEST,

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import torch
@@ -97,7 +96,7 @@ def load_vae_run(run: RunDirectory, env_type: str, device: torch.device
     if config.env_type != env_type:
         raise UserError(f"VAE run {run.path} was trained on {config.env_type!r}, not "
                         f"{env_type!r}")
-    dimensions = json.loads((run.path / "model.json").read_text())
+    dimensions = run.read_json("model.json")
     checkpoint = run.load_checkpoint(map_location=device)
     if checkpoint is None:
         raise UserError(f"VAE run {run.path} has no checkpoint yet")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import types
 import typing
@@ -122,7 +123,13 @@ def _coerce(value: Any, annotation: Any, from_text: bool) -> Any:
         if isinstance(value, bool):
             raise TypeError
         if isinstance(value, (int, float)):
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:
+                raise TypeError from None
+            if math.isfinite(number):  # NaN and infinity are never a valid setting
+                return number
+            raise TypeError
         if from_text and _is_number(str(value)):
             return float(str(value))
         raise TypeError
@@ -147,11 +154,11 @@ def _coerce(value: Any, annotation: Any, from_text: bool) -> Any:
 
 
 def _is_number(text: str) -> bool:
+    """Whether ``text`` is a finite number."""
     try:
-        float(text)
+        return math.isfinite(float(text))
     except ValueError:
         return False
-    return text.strip().lower() not in ("nan", "inf", "-inf", "+inf", "infinity")
 
 
 def _parse_text_list(text: str) -> list[str]:
@@ -185,6 +192,9 @@ def _parse_text_mapping(text: str) -> dict[str, Any]:
 def coerce_field(config_class: type, key: str, value: Any, source: str, from_text: bool) -> Any:
     """Check and convert one value for ``key``; unknown keys and wrong types raise ConfigError."""
     types_by_name = field_types(config_class)
+    if not isinstance(key, str):
+        raise ConfigError(f"key {key!r} in {source} is not a name (keys are field names such "
+                          f"as {next(iter(types_by_name))})")
     if key not in types_by_name:
         names = [flag_name(name) for name in types_by_name] if from_text else list(types_by_name)
         shown = flag_name(key) if from_text else key
@@ -208,11 +218,15 @@ def read_mapping_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist")
     try:
         text = path.read_text()
+    except (OSError, ValueError) as error:  # unreadable, or not UTF-8 text
+        raise ConfigError(f"config file {path} cannot be read: {error}") from None
+    try:
         if path.suffix == ".json":
             loaded = json.loads(text) if text.strip() else {}
         else:
             loaded = yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as error:
+        # ValueError and TypeError: YAML scalars the safe loader cannot build (2020-13-45)
         problem = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ConfigError(f"config file {path} is not valid {path.suffix[1:] or 'YAML'}: "
                           f"{problem}") from None

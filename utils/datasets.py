@@ -9,10 +9,8 @@ the file name and the problem.
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import zipfile
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ STEP_ARRAYS = (
 OPTIONAL_STEP_ARRAYS = ("sparse_rewards",)
 SCALAR_PER_STEP = ("rewards", "terminations", "truncations", "sparse_rewards")
 TASK_FILE_PATTERN = re.compile(r"^task_(-?\d+)\.npz$")
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # an .npz is a zip archive (possibly empty)
 
 
 class DatasetError(UserError):
@@ -188,6 +187,15 @@ def load_task_dataset(path: Path, expected_env_type: str | None = None) -> TaskD
     if not path.is_file():
         raise DatasetError(f"dataset {path} does not exist")
     try:
+        with path.open("rb") as stream:
+            magic = stream.read(4)
+    except OSError as error:
+        raise DatasetError(f"dataset {path}: cannot be read ({error.strerror or error})"
+                           ) from None
+    if magic not in ZIP_MAGIC:
+        raise DatasetError(f"dataset {path}: not an .npz archive (a corrupt file, or another "
+                           "format such as a pickle, which is never loaded)")
+    try:
         with np.load(path, allow_pickle=False) as archive:
             names = set(archive.files)
             required = (*STEP_ARRAYS, "lengths", "training_steps", "task", "meta")
@@ -203,14 +211,20 @@ def load_task_dataset(path: Path, expected_env_type: str | None = None) -> TaskD
                 f"dataset {path}: holds a pickled object array; datasets must hold plain "
                 "numeric arrays"
             ) from None
-        raise DatasetError(f"dataset {path}: unreadable ({error})") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError, io.UnsupportedOperation) as error:
+        raise DatasetError(f"dataset {path}: unreadable ({error})".splitlines()[0]) from None
+    except Exception as error:  # anything the zip and .npy parsers raise on damaged bytes
         raise DatasetError(
-            f"dataset {path}: truncated or corrupt file ({type(error).__name__}: {error})"
+            f"dataset {path}: truncated or corrupt file ({type(error).__name__}: "
+            f"{error})".splitlines()[0]
         ) from None
+    not_arrays = sorted(name for name, value in arrays.items() if not isinstance(value,
+                                                                              np.ndarray))
+    if not_arrays:
+        raise DatasetError(f"dataset {path}: member(s) {', '.join(not_arrays)} are not .npy "
+                           "arrays")
     try:
         meta = json.loads(str(arrays.pop("meta")))
-    except (json.JSONDecodeError, TypeError) as error:
+    except (ValueError, TypeError, RecursionError) as error:
         raise DatasetError(f"dataset {path}: 'meta' is not valid JSON ({error})") from None
     if not isinstance(meta, dict):
         raise DatasetError(f"dataset {path}: 'meta' must be a JSON object")

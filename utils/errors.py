@@ -8,11 +8,14 @@ line to stderr and exits with code 2.
 from __future__ import annotations
 
 import difflib
+import errno
 import sys
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 EXIT_CODE_USER_ERROR = 2
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
+                                errno.EPERM, errno.EFBIG})
 
 ReturnType = TypeVar("ReturnType")
 
@@ -31,10 +34,24 @@ def closest_names(name: str, candidates: Iterable[str], count: int = 3) -> str:
 
 
 def run_script(main: Callable[[], ReturnType]) -> ReturnType:
-    """Call ``main()``; on a :class:`UserError` print ``error: <message>`` and exit with code 2."""
+    """Call ``main()``; on a :class:`UserError` print ``error: <message>`` and exit with code 2.
+
+    Operating-system errors that the user must fix (a full disk or quota, a read-only file
+    system, missing permissions) are reported the same way wherever they arise; any other
+    exception is a bug and keeps its traceback.
+    """
     try:
         return main()
     except UserError as error:
-        message = " ".join(str(error).split())
-        print(f"error: {message}", file=sys.stderr)
-        raise SystemExit(EXIT_CODE_USER_ERROR) from None
+        fail(str(error))
+    except OSError as error:
+        if error.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        where = f" ({error.filename})" if error.filename else ""
+        fail(f"{error.strerror or error}{where}")
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``error: <message>`` on one line to stderr and exit with code 2."""
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    raise SystemExit(EXIT_CODE_USER_ERROR) from None

@@ -24,7 +24,12 @@ import torch
 
 from utils.config import save_config
 from utils.errors import UserError, closest_names
-from utils.io import atomic_write_bytes, atomic_write_text
+from utils.io import (
+    atomic_write_bytes,
+    atomic_write_text,
+    remove_stale_temporaries,
+    write_error,
+)
 
 CHECKPOINT_DIR = "checkpoints"
 FIGURE_DIR = "figures"
@@ -112,21 +117,45 @@ class RunDirectory:
                 "--overwrite true to start again"
             )
         run = cls(path)
-        run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        run.figure_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run.config_path)
-        meta = {
-            "code_version": code_version(),
-            "argv": list(sys.argv if argv is None else argv),
-            "libraries": library_versions(),
-            "device": device,
-            "resumed": bool(exists and resume),
-        }
-        run.write_json("meta.json", meta)
+        if exists:
+            remove_stale_temporaries(path)  # left by a write that a kill interrupted
+        created = not path.exists()
+        try:
+            run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            run.figure_dir.mkdir(parents=True, exist_ok=True)
+            save_config(config, run.config_path)
+            meta = {
+                "code_version": code_version(),
+                "argv": list(sys.argv if argv is None else argv),
+                "libraries": library_versions(),
+                "device": device,
+                "resumed": bool(exists and resume),
+            }
+            run.write_json("meta.json", meta)
+        except (OSError, UserError) as error:
+            if created:  # leave nothing half-made behind
+                shutil.rmtree(path, ignore_errors=True)
+            if isinstance(error, OSError):
+                raise write_error(path, error) from None
+            raise
         return run
 
     def write_json(self, name: str, content: dict[str, Any]) -> None:
         atomic_write_text(self.path / name, json.dumps(content, indent=2, sort_keys=True) + "\n")
+
+    def read_json(self, name: str) -> dict[str, Any]:
+        """The JSON object ``name`` of this run; missing or malformed files raise UserError."""
+        path = self.path / name
+        try:
+            content = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise UserError(f"run {self.path} has no {name} (was it stopped before writing "
+                            "it?)") from None
+        except (OSError, ValueError, RecursionError) as error:
+            raise UserError(f"{path} cannot be read: {error}".splitlines()[0]) from None
+        if not isinstance(content, dict):
+            raise UserError(f"{path} must hold a JSON object")
+        return content
 
     def save_checkpoint(self, state: dict[str, Any], step: int, keep: bool) -> Path:
         """Write ``state`` to ``checkpoints/latest.pt`` (and ``step_<step>.pt`` if ``keep``).
