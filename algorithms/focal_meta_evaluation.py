@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from gymnasium import spaces
 
 from algorithms.focal import FocalBase
 from algorithms.focal_data import OfflineTaskData, context_transitions
@@ -96,7 +97,7 @@ class MetaEpisodeEvaluator:
         self.env_seeds = copy_seeds(seed, len(self.test_task_ids), stream=ENV_STREAM)
 
     @property
-    def action_space(self) -> Any:
+    def action_space(self) -> spaces.Space:
         return self.env.action_space
 
     @property
