@@ -2,10 +2,17 @@
 
 Reads ``configs/<env-type>.json`` (FOCAL's per-env overrides) and the stage-1 datasets
 ``data/<env-type>/<dataset-name>/task_<seed>.npz`` (the same files BOReL reads): the first
-``num_train_tasks`` tasks by seed train, the next ``num_eval_tasks`` are held out. Writes the run
-directory ``runs/focal/<env-type>/<exp-name>_s<seed>/``: ``config.yaml``, ``meta.json`` (with the
-task split), ``progress.csv`` (one row per evaluation, FOCAL's column names), ``scalars.csv`` and
-TensorBoard events, ``checkpoints/`` and ``figures/`` (embedding plots, trajectories).
+``num_train_tasks`` tasks by seed train, the next ``num_eval_tasks`` are held out. FOCAL's
+env-types (dashes) are evaluated with FOCAL's protocol (one episode per task, offline context
+growing by one path per trajectory; ``algorithms/focal_evaluation.py``); BOReL's env-types
+(underscores) with BOReL's: one meta-episode of k inner episodes per held-out task, with z from
+the meta-episode's own transitions (online context) and from the task's offline data (offline
+context; ``algorithms/focal_meta_evaluation.py``). Discrete action spaces (the gridworld) train
+``DiscreteFOCAL``. Writes the run directory ``runs/focal/<env-type>/<exp-name>_s<seed>/``:
+``config.yaml``, ``meta.json`` (with the task split), ``progress.csv`` (one row per evaluation,
+FOCAL's column names), ``evaluation.json`` (the latest evaluation's per-task per-episode returns),
+``scalars.csv`` and TensorBoard events, ``checkpoints/`` and ``figures/`` (embedding plots,
+trajectories).
 
     python launch_focal.py configs/sparse-point-robot.json
     python launch_focal.py --env-type cheetah-vel --num-iterations 100 --device auto
@@ -13,9 +20,10 @@ TensorBoard events, ``checkpoints/`` and ``figures/`` (embedding plots, trajecto
 
 ``--seeds 0-4`` trains one run per seed (``<exp-name>_s0`` ... ``_s4``), one after another or, with
 ``--launcher ray``, as Ray tasks.
+    python launch_focal.py --env-type gridworld
 
 Paper: FOCAL (Li, Yang, Luo, ICLR 2021), sections 4-5; spec focal.md section 3 (algorithm) and
-section 4 (evaluation protocol).
+section 4 (evaluation protocol); BOReL's protocol: spec borel.md section 5.5.
 """
 
 from __future__ import annotations
@@ -29,10 +37,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from gymnasium import spaces
 
 from algorithms.focal import FOCAL, FocalHyperparameters
 from algorithms.focal_data import OfflineTaskData, split_tasks
+from algorithms.focal_discrete import DiscreteFOCAL
 from algorithms.focal_evaluation import EvaluationResult, FocalEvaluator, return_columns
+from algorithms.focal_meta_evaluation import MetaEpisodeEvaluation, MetaEpisodeEvaluator
 from environments.registry import get_spec
 from utils.config import load_config
 from utils.datasets import dataset_directory
@@ -55,6 +66,7 @@ TRAINING_COLUMNS = {  # FOCAL's progress.csv name -> key of FOCAL.update's metri
     "Log Pis Mean": "log_prob", "Policy mu Mean": "policy_mean",
     "Policy log std Mean": "policy_log_std", "Z spread": "latent_spread",
 }
+DISCRETE_TRAINING_COLUMNS = {"Behaviour Loss": "behaviour_loss"}
 
 
 def train(config: FocalConfig) -> list[Path]:
@@ -77,26 +89,39 @@ def seed_outputs(config: FocalConfig, group: list[int]) -> GroupOutputs:
 def main(config: FocalConfig) -> Path:
     """One FOCAL run with ``--seed``."""
     spec = get_spec(config.env_type)
-    if spec.episodes_per_task != 1 or config.episodes_per_task not in (None, 1):
-        raise UserError(f"FOCAL plays one episode per task; env-type {config.env_type!r} is a "
-                        "BAMDP name (use the FOCAL name, e.g. sparse-point-robot)")
+    meta_episodes = spec.paper == "borel"  # BOReL's env-types: BOReL's evaluation protocol
+    if not meta_episodes and config.episodes_per_task not in (None, 1):
+        raise UserError(f"FOCAL's env-type {config.env_type!r} plays one episode per task; "
+                        "--episodes-per-task applies to BOReL's env-types (e.g. gridworld)")
     device = resolve_device(config.device)
     set_torch_threads(config.torch_threads)
     seed_everything(config.seed)
     split = split_tasks(dataset_directory(config.data_dir, config.env_type, config.dataset_name),
                         config.num_train_tasks, config.num_eval_tasks)
     data = OfflineTaskData.from_config(config, split, device)
-    num_train = config.num_train_tasks
-    evaluator = FocalEvaluator.from_config(config, data)
-    focal = FOCAL(data.observation_dim, data.action_dim, data.transition_dim,
-                  FocalHyperparameters.from_config(config), device)
+    num_train, num_test = config.num_train_tasks, config.num_eval_tasks
+    test_task_ids = list(range(num_train, num_train + num_test))
+    if meta_episodes:
+        evaluator = MetaEpisodeEvaluator(
+            config.env_type, config.environment_options(evaluation=True), data, num_train,
+            test_task_ids, config.episodes_per_task or spec.episodes_per_task,
+            config.offline_context_size, config.seed)
+        action_space = evaluator.action_space
+    else:
+        evaluator = FocalEvaluator.from_config(config, data)
+        action_space = evaluator.offline_env.action_space
+    agent_class = DiscreteFOCAL if isinstance(action_space, spaces.Discrete) else FOCAL
+    focal = agent_class(data.observation_dim, data.action_dim, data.transition_dim,
+                        FocalHyperparameters.from_config(config), device)
 
     run = RunDirectory.create(
         run_path(config.runs_dir, STAGE, config.env_type, config.exp_name, config.seed),
         config, config.resume, config.overwrite, device=str(device))
     meta = run.read_json("meta.json")
     run.write_json("meta.json", {**meta, "task_split": split.as_dict(),
-                                 "trajectories_per_task": data.num_trajectories})
+                                 "trajectories_per_task": data.num_trajectories,
+                                 "evaluation_protocol": "meta_episodes" if meta_episodes
+                                 else "focal"})
     logger = Logger(run.path, config.use_tensorboard)
     sampler = torch.Generator(device=device)
     sampler.manual_seed(config.seed)
@@ -139,15 +164,28 @@ def main(config: FocalConfig) -> Path:
             result = evaluator.evaluate(focal, config.num_embedding_contexts,
                                         config.embedding_batch_size)
             evaluation_seconds = time.perf_counter() - evaluation_started
-            row = progress_row(config, finished, focal.num_updates, update_metrics, result)
+            if meta_episodes:
+                row = meta_episode_row(finished, focal.num_updates, update_metrics, result)
+            else:
+                row = progress_row(config, finished, focal.num_updates, update_metrics, result)
             row.update({"Train Time (s)": iteration_seconds, "Eval Time (s)": evaluation_seconds,
                         "Epoch Time (s)": iteration_seconds + evaluation_seconds,
                         "Total Train Time (s)": train_seconds})
             rows.append(row)
             write_progress(run.path / "progress.csv", rows)
-            logger.log(finished, tensorboard_scalars(row, update_metrics, result))
-            bar.set_postfix(test_return=f"{row['AverageReturn_all_test_tasks']:.2f}")
-            save_figures(logger, evaluator, data, result, num_train, finished)
+            if meta_episodes:
+                logger.log(finished, meta_episode_scalars(row, update_metrics, result))
+                bar.set_postfix(return_sum=f"{row[ONLINE_SUM_COLUMN]:.2f}")
+                save_meta_episode_figures(logger, evaluator, data, result, num_train, finished)
+                write_evaluation(run, finished, split.eval_seeds, data.tasks[test_task_ids],
+                                 result.online_returns, result.offline_returns,
+                                 result.online_successes, result.offline_successes)
+            else:
+                logger.log(finished, tensorboard_scalars(row, update_metrics, result))
+                bar.set_postfix(test_return=f"{row['AverageReturn_all_test_tasks']:.2f}")
+                save_figures(logger, evaluator, data, result, num_train, finished)
+                write_evaluation(run, finished, split.eval_seeds, data.tasks[test_task_ids],
+                                 result.online_returns, result.test_returns)
         if finished % config.save_interval == 0 or finished == config.num_iterations:
             save(finished)
     evaluator.close()
@@ -197,17 +235,111 @@ def save_figures(logger: Logger, evaluator: FocalEvaluator, data: OfflineTaskDat
                  result: EvaluationResult, num_train: int, step: int) -> None:
     """The embedding plot and, for planar tasks, the last offline-context trajectory of the first
     held-out task."""
-    is_train = np.arange(data.num_tasks) < num_train
-    figure = embedding_figure(result.latents, data.tasks, is_train,
-                              title=f"task embeddings, iteration {step} (RMS {result.rms:.3f}, "
-                              f"ESR {result.esr:.2f})")
-    logger.figure("eval/task_embeddings", figure, step)
+    log_embedding_figure(logger, result.latents, data.tasks, num_train, result.rms, result.esr,
+                         step)
     env, rollout = evaluator.offline_env, result.last_rollout
     if evaluator.test_task_ids and env.env.trajectory_xy(rollout.observations[0]) is not None:
         logger.figure("eval/trajectory_test_task_0", trajectory_figure(
             env.env, data.tasks[evaluator.offline_copies[0]], rollout.observations[0],
             rollout.next_observations[0], rollout.truncations[0], int(rollout.lengths[0]),
             title=f"held-out task 0, offline context, iteration {step}"), step)
+
+
+def log_embedding_figure(logger: Logger, latents: np.ndarray, tasks: np.ndarray, num_train: int,
+                         rms: float, esr: float, step: int) -> None:
+    """The 2-D projection of every task's embeddings (num_tasks, C, L), training tasks marked."""
+    is_train = np.arange(len(tasks)) < num_train
+    figure = embedding_figure(latents, tasks, is_train, title=f"task embeddings, iteration "
+                              f"{step} (RMS {rms:.3f}, ESR {esr:.2f})")
+    logger.figure("eval/task_embeddings", figure, step)
+
+
+def training_columns(update_metrics: list[dict[str, float]]) -> dict[str, float]:
+    """FOCAL's loss columns averaged over the iteration's updates, for the metrics the agent
+    reports (the Discrete variant has a behaviour loss instead of the dual critic's and no
+    Gaussian mean or log std)."""
+    reported = update_metrics[0] if update_metrics else {}
+    columns = {**TRAINING_COLUMNS, **DISCRETE_TRAINING_COLUMNS}
+    return {column: float(np.mean([metrics[key] for metrics in update_metrics]))
+            for column, key in columns.items() if key in reported}
+
+
+ONLINE_SUM_COLUMN = "AverageReturn_online_context_sum_all_test_tasks"
+
+
+def meta_episode_row(epoch: int, num_updates: int, update_metrics: list[dict[str, float]],
+                     result: MetaEpisodeEvaluation) -> dict[str, float]:
+    """One row of progress.csv for BOReL's env-types: mean over held-out tasks of each inner
+    episode's return, their sum and the success rate, for the online and the offline context."""
+    row: dict[str, float] = {"Epoch": epoch, "Number of train steps total": num_updates}
+    for protocol, returns, successes in (
+            ("online", result.online_returns, result.online_successes),
+            ("offline", result.offline_returns, result.offline_successes)):
+        for episode, value in enumerate(returns.mean(axis=0), start=1):
+            row[f"AverageReturn_{protocol}_context_episode{episode}_all_test_tasks"] = float(value)
+        row[f"AverageReturn_{protocol}_context_sum_all_test_tasks"] = float(
+            returns.sum(axis=1).mean())
+        row[f"SuccessRate_{protocol}_context_all_test_tasks"] = float(successes.mean())
+    row.update(training_columns(update_metrics))
+    row["Embedding RMS"], row["Embedding ESR"] = result.rms, result.esr
+    return row
+
+
+def meta_episode_scalars(row: dict[str, float], update_metrics: list[dict[str, float]],
+                         result: MetaEpisodeEvaluation) -> dict[str, float]:
+    """Stage 3's tags for the online-context protocol (``eval/return_episode_{i}``,
+    ``eval/return_sum``, ``eval/success_rate``), the same with ``offline_context_`` for the
+    offline one, the embedding statistics, ``focal/`` losses and ``time/``."""
+    scalars: dict[str, float] = {}
+    for prefix, returns, successes in (
+            ("eval/", result.online_returns, result.online_successes),
+            ("eval/offline_context_", result.offline_returns, result.offline_successes)):
+        for episode, value in enumerate(returns.mean(axis=0), start=1):
+            scalars[f"{prefix}return_episode_{episode}"] = float(value)
+        scalars[f"{prefix}return_sum"] = float(returns.sum(axis=1).mean())
+        scalars[f"{prefix}success_rate"] = float(successes.mean())
+    scalars.update({"eval/embedding_rms": result.rms, "eval/embedding_esr": result.esr,
+                    "time/train_seconds": row["Train Time (s)"],
+                    "time/eval_seconds": row["Eval Time (s)"]})
+    for key in (update_metrics[0] if update_metrics else {}):
+        scalars[f"focal/{key}"] = float(np.mean([metrics[key] for metrics in update_metrics]))
+    return scalars
+
+
+def save_meta_episode_figures(logger: Logger, evaluator: MetaEpisodeEvaluator,
+                              data: OfflineTaskData, result: MetaEpisodeEvaluation,
+                              num_train: int, step: int) -> None:
+    """The embedding plot and, for planar tasks, the first held-out task's meta-episode (one
+    colour per inner episode) under each protocol."""
+    log_embedding_figure(logger, result.latents, data.tasks, num_train, result.rms, result.esr,
+                         step)
+    env = evaluator.env.env
+    task = data.tasks[evaluator.test_task_ids[0]]
+    for protocol, rollout in (("online", result.online_rollout),
+                              ("offline", result.offline_rollout)):
+        if env.trajectory_xy(rollout.observations[0]) is None:
+            return
+        logger.figure(f"eval/trajectory_test_task_0_{protocol}_context", trajectory_figure(
+            env, task, rollout.observations[0], rollout.next_observations[0],
+            rollout.truncations[0], int(rollout.lengths[0]),
+            title=f"held-out task 0, {protocol} context, iteration {step}"), step)
+
+
+def write_evaluation(run: RunDirectory, step: int, seeds: list[int], tasks: np.ndarray,
+                     online_returns: np.ndarray, offline_returns: np.ndarray,
+                     online_successes: np.ndarray | None = None,
+                     offline_successes: np.ndarray | None = None) -> None:
+    """``evaluation.json`` (atomic): the latest evaluation's returns of every held-out task,
+    ``online_context`` and ``offline_context`` as [task][episode] lists (FOCAL's env-types:
+    online episodes and offline-context trajectories, averaged over repeats), the task vectors
+    and seeds, and per-task success where the protocol records it."""
+    content: dict = {"step": step, "task_seeds": list(seeds), "tasks": tasks.tolist(),
+                     "online_context": np.asarray(online_returns).tolist(),
+                     "offline_context": np.asarray(offline_returns).tolist()}
+    if online_successes is not None and offline_successes is not None:
+        content["online_context_success"] = np.asarray(online_successes).tolist()
+        content["offline_context_success"] = np.asarray(offline_successes).tolist()
+    run.write_json("evaluation.json", content)
 
 
 def write_progress(path: Path, rows: list[dict[str, float]]) -> None:

@@ -22,6 +22,9 @@ replacement) with, per task, a context of N transitions and an RL batch of B tra
 5. alpha <- clip(alpha + alpha_lr (mean D(s) - D_target), 0, alpha_max), with the D(s) of step 4.
 
 Every loss is computed from fresh forward passes, so the code runs on current PyTorch (spec 8.1.3).
+
+:class:`FocalBase` holds what this Box variant shares with the Discrete one
+(``algorithms/focal_discrete.py``): the encoder and step 1, alpha, optimisers and checkpoints.
 """
 
 from __future__ import annotations
@@ -144,10 +147,14 @@ class FocalHyperparameters:
         return cls(**{item.name: getattr(config, item.name) for item in fields(cls)})
 
 
-class FOCAL:
-    """The encoder, the task-conditioned SAC (twin Q, V, target V) and the BRAC dual critic.
+class FocalBase:
+    """What FOCAL's Box and Discrete variants share: the context encoder and its metric-loss step,
+    the Lagrange weight alpha, one Adam optimiser per network, and checkpointing.
 
-    Batches (see :meth:`update`) hold T tasks; ``observation_dim`` o, ``action_dim`` A and
+    A subclass builds its policy, critics (``q_networks``, ``value``) and behaviour-regulariser
+    network in :meth:`_build_actor_critic`, names them in :meth:`networks` and
+    :meth:`learning_rates`, and implements ``act`` and ``update``. ``observation_dim`` o,
+    ``action_dim`` A (the stored action width: Box dimension or number of discrete actions) and
     ``transition_dim`` D (the width of one context transition) fix the network inputs.
     """
 
@@ -158,32 +165,32 @@ class FOCAL:
         self.device = torch.device(device)
         latent, hidden = settings.latent_size, [settings.net_size] * NUM_HIDDEN_LAYERS
         self.encoder = ContextEncoder(transition_dim, settings.context_hidden_sizes, latent)
-        self.policy = TaskConditionedPolicy(observation_dim, latent, action_dim, hidden)
-        self.q_networks = TwinQNetwork(observation_dim, action_dim, latent, hidden)
-        self.value = StateValueNetwork(observation_dim, latent, hidden)
-        self.dual_critic = DualCritic(observation_dim, action_dim, latent, hidden)
+        self._build_actor_critic(observation_dim, action_dim, latent, hidden)
         for network in self.networks().values():
             network.to(self.device)
         self.target_value = copy.deepcopy(self.value).requires_grad_(False)
-        self.optimizers = {
-            "encoder": self._adam(self.encoder, settings.context_lr),
-            "policy": self._adam(self.policy, settings.policy_lr),
-            "q_networks": self._adam(self.q_networks, settings.qf_lr),
-            "value": self._adam(self.value, settings.vf_lr),
-            "dual_critic": self._adam(self.dual_critic, settings.c_lr),
-        }
+        learning_rates = self.learning_rates()
+        self.optimizers = {name: self._adam(network, learning_rates[name])
+                           for name, network in self.networks().items()}
         self.alpha = LagrangeWeight(settings.alpha_init, settings.alpha_max, settings.alpha_lr,
                                     settings.target_divergence, settings.train_alpha, self.device)
         self.num_updates = 0
 
-    def _adam(self, network: nn.Module, learning_rate: float) -> torch.optim.Adam:
-        return torch.optim.Adam(network.parameters(), lr=learning_rate,
-                                fused=self.device.type in ("cpu", "cuda"))
+    def _build_actor_critic(self, observation_dim: int, action_dim: int, latent_size: int,
+                            hidden_sizes: list[int]) -> None:
+        raise NotImplementedError
 
     def networks(self) -> dict[str, nn.Module]:
         """The trained networks by name (the target V is a copy of ``value``)."""
-        return {"encoder": self.encoder, "policy": self.policy, "q_networks": self.q_networks,
-                "value": self.value, "dual_critic": self.dual_critic}
+        raise NotImplementedError
+
+    def learning_rates(self) -> dict[str, float]:
+        """Adam learning rate of each network of :meth:`networks`."""
+        raise NotImplementedError
+
+    def _adam(self, network: nn.Module, learning_rate: float) -> torch.optim.Adam:
+        return torch.optim.Adam(network.parameters(), lr=learning_rate,
+                                fused=self.device.type in ("cpu", "cuda"))
 
     # ------------------------------------------------------------------------------- inference
     def task_latents(self, context: torch.Tensor, mask: torch.Tensor | None = None
@@ -197,6 +204,87 @@ class FOCAL:
                 return torch.zeros(context.shape[0], self.settings.latent_size,
                                    device=context.device)
             return self.encoder(context, mask)
+
+    # ------------------------------------------------------------------------------- training
+    def _step(self, names: tuple[str, ...], loss: torch.Tensor) -> None:
+        for name in names:
+            self.optimizers[name].zero_grad(set_to_none=True)
+        loss.backward()
+        for name in names:
+            self.optimizers[name].step()
+
+    def _task_embeddings(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Step 1 of an update: z (T, L) of the batch's contexts (T, N, D), with gradient, and
+        the distance-metric loss L_z on them (z = 0 and L_z = 0 without a task embedding)."""
+        settings = self.settings
+        if not settings.use_task_embedding:
+            num_tasks = batch["observations"].shape[0]
+            return (torch.zeros(num_tasks, settings.latent_size, device=self.device),
+                    torch.zeros((), device=self.device))
+        latents = self.encoder(batch["context"])
+        z_loss = metric_loss(latents, batch["task_ids"], settings.metric_loss,
+                             settings.metric_beta, settings.metric_epsilon,
+                             settings.metric_positive, settings.metric_distance)
+        return latents, z_loss
+
+    def _critic_step(self, z_loss: torch.Tensor, q_loss: torch.Tensor) -> None:
+        """One backward of z_weight L_z + L_Q through the encoder and the Q networks (the Q
+        networks alone without a task embedding)."""
+        if self.settings.use_task_embedding:
+            self._step(("encoder", "q_networks"), self.settings.z_loss_weight * z_loss + q_loss)
+        else:
+            self._step(("q_networks",), q_loss)
+
+    @staticmethod
+    def _as_floats(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Scalar tensors to floats with a single device synchronisation."""
+        values = torch.stack([value.float() for value in metrics.values()]).tolist()
+        return dict(zip(metrics, values, strict=True))
+
+    # ------------------------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """Networks, target V, optimisers, alpha and the update counter (weights_only-loadable)."""
+        state: dict[str, Any] = {name: network.state_dict()
+                                 for name, network in self.networks().items()}
+        state["target_value"] = self.target_value.state_dict()
+        state["optimizers"] = {name: optimizer.state_dict()
+                               for name, optimizer in self.optimizers.items()}
+        state["alpha"] = self.alpha.state_dict()
+        state["num_updates"] = self.num_updates
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, network in self.networks().items():
+            network.load_state_dict(state[name])
+        self.target_value.load_state_dict(state["target_value"])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        self.alpha.load_state_dict(state["alpha"])
+        self.num_updates = int(state["num_updates"])
+
+
+class FOCAL(FocalBase):
+    """The encoder, the task-conditioned SAC (twin Q, V, target V) and the BRAC dual critic, for
+    Box actions in [-1, 1]^A. Batches (see :meth:`update`) hold T tasks.
+    """
+
+    def _build_actor_critic(self, observation_dim: int, action_dim: int, latent_size: int,
+                            hidden_sizes: list[int]) -> None:
+        self.policy = TaskConditionedPolicy(observation_dim, latent_size, action_dim,
+                                            hidden_sizes)
+        self.q_networks = TwinQNetwork(observation_dim, action_dim, latent_size, hidden_sizes)
+        self.value = StateValueNetwork(observation_dim, latent_size, hidden_sizes)
+        self.dual_critic = DualCritic(observation_dim, action_dim, latent_size, hidden_sizes)
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"encoder": self.encoder, "policy": self.policy, "q_networks": self.q_networks,
+                "value": self.value, "dual_critic": self.dual_critic}
+
+    def learning_rates(self) -> dict[str, float]:
+        settings = self.settings
+        return {"encoder": settings.context_lr, "policy": settings.policy_lr,
+                "q_networks": settings.qf_lr, "value": settings.vf_lr,
+                "dual_critic": settings.c_lr}
 
     @torch.no_grad()
     def act(self, observations: torch.Tensor, latents: torch.Tensor, deterministic: bool = True
@@ -222,13 +310,6 @@ class FOCAL:
         penalty = dual_critic_penalty(self.settings.dual_critic_penalty, self.dual_critic,
                                       observations, policy_actions, data_actions, latents)
         return -divergence.mean() + self.settings.gradient_penalty_weight * penalty
-
-    def _step(self, names: tuple[str, ...], loss: torch.Tensor) -> None:
-        for name in names:
-            self.optimizers[name].zero_grad(set_to_none=True)
-        loss.backward()
-        for name in names:
-            self.optimizers[name].step()
 
     def _value_penalty(self, batch: Batch, latents: torch.Tensor) -> torch.Tensor:
         """D at s' with the dataset's next action (falling back to D at s for a transition whose
@@ -259,14 +340,7 @@ class FOCAL:
         alpha = self.alpha.value
 
         # 1. Task embeddings and the distance-metric loss.
-        if settings.use_task_embedding:
-            latents = self.encoder(batch["context"])
-            z_loss = metric_loss(latents, batch["task_ids"], settings.metric_loss,
-                                 settings.metric_beta, settings.metric_epsilon,
-                                 settings.metric_positive, settings.metric_distance)
-        else:
-            latents = torch.zeros(num_tasks, settings.latent_size, device=self.device)
-            z_loss = torch.zeros((), device=self.device)
+        latents, z_loss = self._task_embeddings(batch)
         shape = (num_tasks, batch_size, settings.latent_size)
         detached = latents.detach().unsqueeze(1).expand(shape)
 
@@ -292,10 +366,7 @@ class FOCAL:
         q_latents = latents.unsqueeze(1).expand(shape) if settings.allow_backward_z else detached
         q_values = self.q_networks(observations, actions, q_latents)
         q_loss = (q_values - targets).pow(2).mean(dim=(1, 2, 3)).sum()
-        if settings.use_task_embedding:
-            self._step(("encoder", "q_networks"), settings.z_loss_weight * z_loss + q_loss)
-        else:
-            self._step(("q_networks",), q_loss)
+        self._critic_step(z_loss, q_loss)
 
         # 4. V and the policy, against the updated critics.
         mean, log_std = self.policy(observations, detached)
@@ -343,26 +414,4 @@ class FOCAL:
             "policy_log_std": log_std.detach().mean(),
             "latent_spread": latents.detach().std(dim=0, unbiased=False).mean(),
         }
-        values_list = torch.stack([value.float() for value in metrics.values()]).tolist()
-        return dict(zip(metrics, values_list, strict=True))
-
-    # ------------------------------------------------------------------------------- state
-    def state_dict(self) -> dict[str, Any]:
-        """Networks, target V, optimisers, alpha and the update counter (weights_only-loadable)."""
-        state: dict[str, Any] = {name: network.state_dict()
-                                 for name, network in self.networks().items()}
-        state["target_value"] = self.target_value.state_dict()
-        state["optimizers"] = {name: optimizer.state_dict()
-                               for name, optimizer in self.optimizers.items()}
-        state["alpha"] = self.alpha.state_dict()
-        state["num_updates"] = self.num_updates
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name, network in self.networks().items():
-            network.load_state_dict(state[name])
-        self.target_value.load_state_dict(state["target_value"])
-        for name, optimizer in self.optimizers.items():
-            optimizer.load_state_dict(state["optimizers"][name])
-        self.alpha.load_state_dict(state["alpha"])
-        self.num_updates = int(state["num_updates"])
+        return self._as_floats(metrics)

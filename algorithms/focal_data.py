@@ -145,6 +145,7 @@ class OfflineTaskData:
         self.use_next_obs_in_context = use_next_obs_in_context
         self.sparse_rewards = sparse_rewards
         self.tasks = np.stack([dataset.task for dataset in datasets])
+        self.sources, self.metas = list(sources), [dataset.meta for dataset in datasets]
         self.num_trajectories = [dataset.num_trajectories for dataset in datasets]
         flat = [flatten_valid_steps(dataset, sparse_rewards, ignore_terminations, source)
                 for dataset, source in zip(datasets, sources, strict=True)]

@@ -75,6 +75,19 @@ def return_columns(test_returns: np.ndarray, train_returns: np.ndarray | None,
     columns["AverageReturn_online_context_sum_all_test_tasks"] = float(online.sum())
     return columns
 
+def offline_task_embeddings(focal: FOCAL, data: OfflineTaskData, contexts_per_task: int,
+                            context_size: int, seed: int) -> np.ndarray:
+    """z of ``contexts_per_task`` offline contexts of ``context_size`` transitions of every task
+    of ``data``, drawn with a generator seeded by ``seed + 1``: (num_tasks, C, L)."""
+    generator = torch.Generator(device=data.device)
+    generator.manual_seed(seed + 1)
+    task_ids = torch.arange(data.num_tasks, device=data.device).repeat_interleave(
+        contexts_per_task)
+    rows_per_chunk = max(1, ENCODING_CHUNK_TRANSITIONS // context_size)
+    latents = [focal.task_latents(data.sample_context(chunk, context_size, generator))
+               for chunk in task_ids.split(rows_per_chunk)]
+    return torch.cat(latents).view(data.num_tasks, contexts_per_task, -1).cpu().numpy()
+
 
 def copy_seeds(base_seed: int, count: int, stream: int) -> list[int]:
     """Fixed, distinct env-stream seeds for ``count`` copies."""
@@ -228,14 +241,8 @@ class FocalEvaluator:
     def task_embeddings(self, focal: FOCAL, contexts_per_task: int, context_size: int
                         ) -> np.ndarray:
         """z of ``contexts_per_task`` fresh offline contexts of every task: (num_tasks, C, L)."""
-        generator = torch.Generator(device=self.data.device)
-        generator.manual_seed(self.seed + 1)
-        task_ids = torch.arange(self.data.num_tasks, device=self.data.device).repeat_interleave(
-            contexts_per_task)
-        rows_per_chunk = max(1, ENCODING_CHUNK_TRANSITIONS // context_size)
-        latents = [focal.task_latents(self.data.sample_context(chunk, context_size, generator))
-                   for chunk in task_ids.split(rows_per_chunk)]
-        return torch.cat(latents).view(self.data.num_tasks, contexts_per_task, -1).cpu().numpy()
+        return offline_task_embeddings(focal, self.data, contexts_per_task, context_size,
+                                       self.seed)
 
     def evaluate(self, focal: FOCAL, contexts_per_task: int, context_size: int
                  ) -> EvaluationResult:

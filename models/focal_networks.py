@@ -5,6 +5,10 @@ action): the policy pi(a | s, z), the twin critics Q_1, Q_2(s, a, z), the state 
 the BRAC dual critic c(s, a, z). Inputs carry any leading shape, typically (T, B) for T tasks of B
 transitions each, and z is given with the same leading shape (the caller broadcasts (T, L) to
 (T, B, L)), so a whole meta-batch goes through each network in one pass.
+
+For Discrete action spaces the policy and the behaviour-cloning model output logits over the A
+actions (:class:`TaskConditionedLogits`) and the twin critics output Q(s, ., z) for every action
+at once (:class:`TwinQHeads`).
 """
 
 from __future__ import annotations
@@ -83,3 +87,32 @@ class DualCritic(nn.Module):
     def forward(self, observations: torch.Tensor, actions: torch.Tensor, latents: torch.Tensor
                 ) -> torch.Tensor:
         return self.network(torch.cat([observations, actions, latents], dim=-1))
+
+
+class TaskConditionedLogits(nn.Module):
+    """Logits over A discrete actions from [s, z]: (..., o), (..., L) -> (..., A).
+
+    FOCAL's categorical policy pi(. | s, z) and its behaviour-cloning model beta(. | s, z) for
+    Discrete action spaces both have this form.
+    """
+
+    def __init__(self, observation_dim: int, latent_size: int, num_actions: int,
+                 hidden_sizes: Sequence[int]) -> None:
+        super().__init__()
+        self.network = MLP(observation_dim + latent_size, hidden_sizes, num_actions)
+
+    def forward(self, observations: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        return self.network(torch.cat([observations, latents], dim=-1))
+
+
+class TwinQHeads(nn.Module):
+    """Q_1, Q_2 (s, ., z) over all A discrete actions at once: (..., o), (..., L) -> (2, ..., A)."""
+
+    def __init__(self, observation_dim: int, latent_size: int, num_actions: int,
+                 hidden_sizes: Sequence[int]) -> None:
+        super().__init__()
+        self.network = EnsembleMLP(2, observation_dim + latent_size, hidden_sizes, num_actions)
+
+    def forward(self, observations: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        inputs = torch.cat([observations, latents], dim=-1)
+        return self.network(inputs.unsqueeze(0).expand(2, *inputs.shape))

@@ -98,6 +98,17 @@ def test_tiny_point_robot_run_writes_progress_logs_figures_and_checkpoints(tmp_p
     assert RunDirectory(run_dir).checkpoint_steps() == [1, 2]
     split = json.loads((run_dir / "meta.json").read_text())["task_split"]
     assert split["train_seeds"] == [0, 1, 2, 3] and split["eval_seeds"] == [4, 5]
+    # The latest evaluation per held-out task: FOCAL's 2 offline-context trajectories and the
+    # 2 online-context episodes (num_online_episodes), matching progress.csv's means.
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    assert evaluation["step"] == 2 and evaluation["task_seeds"] == [4, 5]
+    offline, online = (np.array(evaluation[key]) for key in ("offline_context",
+                                                              "online_context"))
+    assert offline.shape == (2, 2) and online.shape == (2, 2)
+    assert float(rows[-1]["AverageReturn_all_test_tasks"]) == pytest.approx(
+        offline[:, -1].mean())
+    assert float(rows[-1]["AverageReturn_online_context_sum_all_test_tasks"]) == pytest.approx(
+        online.sum(axis=1).mean())
 
 
 def test_resume_continues_exactly(tmp_path):
@@ -177,7 +188,10 @@ def test_user_errors_are_one_line(tmp_path):
     with pytest.raises(UserError, match="collected on env-type 'point-robot', expected "
                                         "'sparse-point-robot'"):
         launch_focal.main(tiny_config(tmp_path, "sparse-point-robot"))
-    with pytest.raises(UserError, match="BAMDP name"):
+    with pytest.raises(UserError, match="plays one episode per task; --episodes-per-task "
+                                        "applies to BOReL's env-types"):
+        launch_focal.main(tiny_config(tmp_path, "sparse-point-robot", episodes_per_task=2))
+    with pytest.raises(UserError, match="does not exist"):  # a BOReL name reads its own folder
         launch_focal.main(dataclasses.replace(tiny_config(tmp_path, "sparse-point-robot"),
                                               env_type="point_robot_sparse"))
 

@@ -211,7 +211,10 @@ class FocalConfig(CommonConfig, LauncherConfig):
     """launch_focal.py: FOCAL (distance-metric context encoder + BRAC SAC) on offline data.
 
     Defaults are FOCAL's ``configs/default.py`` (spec focal.md 3.10); ``configs/<env-type>.json``
-    holds each env's overrides (spec 5.1 and 9).
+    holds each env's overrides (spec 5.1 and 9), for FOCAL's env-types (dashes: one episode per
+    task, FOCAL's evaluation) and BOReL's (underscores: k episodes per task, BOReL's evaluation
+    protocol with online and offline context). Discrete action spaces get a categorical policy
+    with an exact KL to a behaviour-cloning model in place of the dual critic.
     """
 
     seeds: str | None = option(
@@ -249,6 +252,8 @@ class FocalConfig(CommonConfig, LauncherConfig):
         4000, "tasks sampled x transitions copied per iteration in the original; only for the "
         "'Number of env steps total' x-axis")
     # ---------------------------------------------------------------- evaluation
+    # FOCAL's env-types use num-evals ... num-online-episodes; BOReL's play one meta-episode of
+    # k x H steps per held-out task (H the env's own episode length) and use offline-context-size.
     num_evals: int = option(2, "evaluation repeats per task")
     num_steps_per_eval: int = option(
         600, "steps per evaluation repeat: ceil(this / max-path-length) trajectories, each with "
@@ -260,6 +265,9 @@ class FocalConfig(CommonConfig, LauncherConfig):
     num_online_episodes: int = option(
         2, "episodes of the online-context protocol: the first with z = 0, each later one with z "
         "from the policy's own earlier transitions in the task")
+    offline_context_size: int | None = option(
+        None, "BOReL's (BAMDP) env-types: offline transitions of the task that give z in the "
+        "offline-context protocol; null: one meta-episode's worth (k x H)")
     num_embedding_contexts: int = option(
         10, "contexts per task encoded at each evaluation for the embedding plot, RMS and ESR")
     eval_env_options: dict[str, Any] = option({}, "env options of the evaluation env")
@@ -292,13 +300,15 @@ class FocalConfig(CommonConfig, LauncherConfig):
     sparse_rewards: bool = option(False, "contexts use the dataset's sparse rewards; reported "
                                   "returns sum the env's sparse reward")
     # ---------------------------------------------------------------- BRAC
-    use_brac: bool = option(True, "behaviour regularisation with the KL dual critic")
+    use_brac: bool = option(True, "behaviour regularisation with the KL dual critic (Discrete "
+                            "actions: the exact KL to a behaviour-cloning model)")
     use_value_penalty: bool = option(False, "subtract alpha * divergence in the V target")
     use_policy_regularisation: bool = option(True, "add alpha * divergence to the policy loss")
     value_penalty_state: Literal["next", "current"] = option(
         "next", "divergence of the value penalty at s' (BRAC) or at s (the original code)")
-    c_lr: float = option(1e-4, "dual critic learning rate")
-    c_iter: int = option(3, "dual critic steps per gradient step (later ones on fresh batches)")
+    c_lr: float = option(1e-4, "dual critic (Discrete: behaviour-cloning model) learning rate")
+    c_iter: int = option(3, "dual critic (Discrete: behaviour-cloning model) steps per gradient "
+                         "step (later ones on fresh batches)")
     dual_critic_penalty: Literal["gradient", "magnitude", "none"] = option(
         "gradient", "penalty on the dual critic: one-sided gradient penalty on ||grad_a c|| "
         "(BRAC), the original code's penalty on |c|, or none")
