@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import os
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 
 from utils.io import atomic_write_text
@@ -182,3 +186,26 @@ def latest_figure(run_path: Path, tag_prefix: str) -> Path | None:
         if suffix.isdigit():
             candidates.append((int(suffix), path))
     return max(candidates)[1] if candidates else None
+
+
+def machine_description() -> str:
+    """CPU model and core count, GPU if any, and the torch version: where a table was made."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    description = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
+    if torch.cuda.is_available():
+        description += f", GPU {torch.cuda.get_device_name(0)}"
+    return description
+
+
+def record_timings(path: Path, seconds: dict[str, float]) -> None:
+    """Merge the wall times of the steps that ran now into ``path`` (JSON: step -> seconds)."""
+    recorded = json.loads(path.read_text()) if path.is_file() else {}
+    recorded.update({label: round(value, 1) for label, value in seconds.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(recorded, indent=2) + "\n")

@@ -321,7 +321,7 @@ class FocalConfig(CommonConfig, LauncherConfig):
 
 
 @dataclass
-class ReproduceConfig:
+class ReproduceConfig(LauncherConfig):
     """reproduce.py: every stage for one env at a preset's budgets, then the results table."""
 
     env_type: str = option("", "env-type name from the registry (gridworld, cheetah_vel, ...)")
@@ -342,8 +342,8 @@ class ReproduceConfig:
     data_dir: str = option("data", "root folder of datasets")
     results_dir: str = option("results", "the table and figures go to <results-dir>/<env-type>/")
     use_tensorboard: bool = option(True, "write TensorBoard events in every run")
-    overwrite: bool = option(False, "run every step again from scratch (default: skip finished "
-                             "steps, resume unfinished ones)")
+    resume: bool = option(True, "skip finished steps and resume unfinished ones")
+    overwrite: bool = option(False, "run every step again from scratch")
 
 
 @dataclass
