@@ -1,9 +1,9 @@
 """Slow: BOReL on the gridworld at a small budget is Bayes-adaptive (python -m pytest -m slow).
 
-Stages 1 -> 2 -> 3 on all 21 goals; on the held-out evaluation meta-episodes BOReL's summed
-4-episode return must beat a random policy and the stage-1 single-task agents, and its later
-episodes must beat its first (it uses what the earlier episodes revealed). Measured at this budget
-(mean of the last four evaluations): BOReL about 15, random -5.0, single-task agents -3.2.
+Stages 1 -> 2 -> 3 on all 21 goals at the budgets of ``reproduce.py --preset quick``; on the
+evaluation meta-episodes BOReL's summed 4-episode return must beat a random policy and the stage-1
+single-task agents, and episode 2 (and the later ones) must beat episode 1: it uses what the
+earlier episodes revealed.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ import train_vae_offline
 from algorithms.agents import act, load_collection_agents
 from environments.bamdp import BatchedBAMDP
 from environments.registry import make_batched_env
-from utils.config import load_config
+from utils.config import apply_mapping, load_config
 from utils.logger import read_scalars
+from utils.presets import QUICK_PRESETS
 from utils.rollouts import collect_meta_episodes
 from utils.runs import RunDirectory
 from utils.stage_configs import DataCollectionConfig, OfflineConfig, VAEConfig
 
 pytestmark = pytest.mark.slow
-OFFLINE_ITERATIONS = 120
 EVALUATIONS_AVERAGED = 4
 
 
@@ -44,18 +44,19 @@ def summed_returns(eval_tasks: np.ndarray, policy, copies_per_task: int = 1) -> 
 def test_gridworld_borel_beats_random_and_single_task_agents_and_adapts(tmp_path):
     common = {"runs_dir": str(tmp_path / "runs"), "data_dir": str(tmp_path / "data"),
               "use_tensorboard": False, "device": "cpu"}
+    preset = QUICK_PRESETS["gridworld"]  # the budgets of reproduce.py --preset quick
     collection = load_config(DataCollectionConfig, ["--env-type", "gridworld"],
                              config_dir="data_collection_config")
+    collection = apply_mapping(collection, preset.collection, "quick preset")
     collection_run = train_single_agent.main(dataclasses.replace(
-        collection, seeds="0-20", num_iters=40, log_interval=20, save_interval=40, **common))
+        collection, seeds=preset.task_seeds, **common))
     vae = load_config(VAEConfig, ["--env-type", "gridworld"], config_dir="vae_config")
-    train_vae_offline.main(dataclasses.replace(vae, num_iters=30, eval_interval=30,
-                                               save_interval=30, **common))
+    train_vae_offline.main(dataclasses.replace(apply_mapping(vae, preset.vae, "quick preset"),
+                                               **common))
     offline = load_config(OfflineConfig, ["--env-type", "gridworld"],
                           config_dir="offline_config")
     run_dir = train_agent_offline.main(dataclasses.replace(
-        offline, num_iters=OFFLINE_ITERATIONS, rl_updates_per_iter=250, critic_lr=1e-3,
-        log_interval=10, save_interval=OFFLINE_ITERATIONS, **common))
+        apply_mapping(offline, preset.offline, "quick preset"), **common))
 
     rows = read_scalars(run_dir / "scalars.csv")
     steps = sorted({step for step, tag, _ in rows if tag == "eval/return_sum"})
@@ -76,4 +77,5 @@ def test_gridworld_borel_beats_random_and_single_task_agents_and_adapts(tmp_path
 
     assert borel.sum() > random.sum() + 5.0, (borel, random)
     assert borel.sum() > single_task.sum() + 5.0, (borel, single_task)
+    assert borel[1] > borel[0] + 1.0, borel  # episode 2 uses what episode 1 revealed
     assert borel[2:].mean() > borel[0] + 1.0, borel
