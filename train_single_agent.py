@@ -163,7 +163,7 @@ def main(config: DataCollectionConfig) -> Path:
                 else action_rng.uniform(-1.0, 1.0, (len(observations), stored_action_dim))))
             wanted = config.num_init_rollouts_pool - call * replicas
             keep = np.tile(np.arange(replicas) < wanted, num_tasks)
-            record(batch_rows(batch, keep), member_of_copy[keep], training_step=0)
+            record(batch.rows(keep), member_of_copy[keep], training_step=0)
 
     bar = progress_range(start, config.num_iters, f"stage 1 {config.env_type} x{num_tasks}")
     for iteration in bar:
@@ -204,13 +204,6 @@ def main(config: DataCollectionConfig) -> Path:
         save(0)
     logger.close()
     return run.path
-
-
-def batch_rows(batch: MetaEpisodeBatch, keep: np.ndarray) -> MetaEpisodeBatch:
-    """The trajectories of ``batch`` where ``keep`` is True."""
-    return MetaEpisodeBatch(**{
-        name: None if value is None else value[keep] for name, value in vars(batch).items()
-    })
 
 
 if __name__ == "__main__":

@@ -8,12 +8,15 @@ belief starts from the prior at the start of every meta-episode and is never res
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
-from environments.bamdp import BAMDPStep
+from environments.bamdp import BAMDPStep, BatchedBAMDP
 from models.encoder import RNNEncoder
 from models.vae import VAE
+from utils.rollouts import MetaEpisodeBatch, collect_meta_episodes
 
 
 class OnlineBelief:
@@ -51,6 +54,23 @@ class OnlineBelief:
     def beliefs(self) -> np.ndarray:
         """Every recorded belief (K, steps + 1, 2L), the prior first."""
         return np.stack(self.history, axis=1)
+
+
+def collect_with_belief(bamdp: BatchedBAMDP, belief: OnlineBelief,
+                        policy: Callable[[np.ndarray], np.ndarray]
+                        ) -> tuple[MetaEpisodeBatch, np.ndarray]:
+    """One meta-episode in every copy of ``bamdp``; ``policy`` receives hyper-observations
+    [s, mu, log sigma^2] (K, obs_dim + 2L), the belief starting from the prior and updated after
+    every step. Returns the rollout and the beliefs b_0..b_T (K, T + 1, 2L) (b_t held before
+    step t), padded with the last belief when every copy ended early."""
+    belief.reset()
+    rollout = collect_meta_episodes(
+        bamdp, lambda observations: policy(belief.augment(observations)), belief.update)
+    beliefs = belief.beliefs()
+    missing = bamdp.trajectory_len + 1 - beliefs.shape[1]
+    if missing > 0:
+        beliefs = np.concatenate([beliefs, np.repeat(beliefs[:, -1:], missing, axis=1)], axis=1)
+    return rollout, beliefs
 
 
 @torch.no_grad()

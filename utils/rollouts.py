@@ -47,6 +47,12 @@ class MetaEpisodeBatch:
     def valid_mask(self) -> np.ndarray:
         return np.arange(self.rewards.shape[1])[None, :] < self.lengths[:, None]
 
+    def rows(self, keep: np.ndarray | slice) -> MetaEpisodeBatch:
+        """The trajectories selected by ``keep`` (a boolean mask, indices or a slice)."""
+        return MetaEpisodeBatch(**{
+            name: None if value is None else value[keep] for name, value in vars(self).items()
+        })
+
 
 def one_hot(indices: np.ndarray, size: int) -> np.ndarray:
     encoded = np.zeros((*np.shape(indices), size), dtype=np.float32)

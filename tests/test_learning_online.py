@@ -1,0 +1,47 @@
+"""Slow: online off-policy VariBAD learns on the gridworld (python -m pytest -m slow).
+
+The gridworld config at a small budget (ITERATIONS iterations of RL_UPDATES DQN updates on
+meta-batches of 8 tasks x 128 transitions, learning rate 1e-3, epsilon annealed over 100
+iterations). On the training goals the summed 4-episode evaluation return of the last evaluations
+must beat that of the first ones, and episode 2 must beat episode 1 (the agent goes straight to
+the goal it found). MEASURED
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import online_training
+from utils.config import load_config
+from utils.logger import read_scalars
+from utils.stage_configs import OnlineConfig
+
+pytestmark = pytest.mark.slow
+ITERATIONS = 300
+RL_UPDATES = 100
+EVALUATIONS_AVERAGED = 3
+
+
+def test_online_gridworld_return_rises_and_episode_two_beats_episode_one(tmp_path):
+    config = load_config(OnlineConfig, ["--env-type", "gridworld"], config_dir="online_config")
+    run_dir = online_training.main(dataclasses.replace(
+        config, num_iters=ITERATIONS, rl_updates_per_iter=RL_UPDATES, vae_updates_per_iter=10,
+        meta_batch=8, batch_size=128, critic_lr=1e-3, epsilon_decay_iters=100,
+        log_interval=20, save_interval=ITERATIONS, runs_dir=str(tmp_path / "runs"),
+        use_tensorboard=False, device="cpu"))
+
+    rows = read_scalars(run_dir / "scalars.csv")
+    steps = sorted({step for step, tag, _ in rows if tag == "eval/train_return_sum"})
+
+    def mean(tag: str, chosen: list[int]) -> float:
+        return float(np.mean([value for step, name, value in rows
+                              if name == tag and step in chosen]))
+
+    first, last = steps[:EVALUATIONS_AVERAGED], steps[-EVALUATIONS_AVERAGED:]
+    start, end = mean("eval/train_return_sum", first), mean("eval/train_return_sum", last)
+    episodes = [mean(f"eval/train_return_episode_{k}", last) for k in (1, 2)]
+    assert end > start + 3.0, (start, end)
+    assert episodes[1] > episodes[0] + 0.5, episodes
