@@ -170,6 +170,19 @@ def main(config: OnlineConfig) -> Path:
             return action_rng.integers(0, action_dim, len(hyper_observations))
         return action_rng.uniform(-1.0, 1.0, (len(hyper_observations), action_dim))
 
+    def save(iteration: int) -> None:
+        """Networks and optimisers in a kept checkpoint; buffers and random states in latest."""
+        state = {"iteration": iteration, "agent": agent.state_dict(),
+                 "trainer": trainer.state_dict()}
+        resume_state = {
+            "buffers": buffers.state_dict(), "torch_rng": torch.get_rng_state(),
+            "sampler": sampler.get_state(), "noise": noise.get_state(),
+            "action_rng": action_rng.bit_generator.state,
+            "env_streams": collection.env.random_state(), "environment_steps": environment_steps}
+        if device.type == "cuda":
+            resume_state["cuda_rng"] = torch.cuda.get_rng_state(device)
+        run.save_checkpoint(state, step=iteration, keep=True, latest_only=resume_state)
+
     start = 0
     checkpoint = run.load_checkpoint(map_location=device) if config.resume else None
     if checkpoint is not None:
@@ -247,17 +260,9 @@ def main(config: OnlineConfig) -> Path:
             draw_figures(logger, evaluation, vae, evaluated, evaluated_beliefs, eval_tasks,
                          eval_seeds, multihead, device, finished)
         if finished % config.save_interval == 0 or finished == config.num_iters:
-            state = {"iteration": finished, "agent": agent.state_dict(),
-                     "trainer": trainer.state_dict()}
-            resume_state = {
-                "buffers": buffers.state_dict(), "torch_rng": torch.get_rng_state(),
-                "sampler": sampler.get_state(), "noise": noise.get_state(),
-                "action_rng": action_rng.bit_generator.state,
-                "env_streams": collection.env.random_state(),
-                "environment_steps": environment_steps}
-            if device.type == "cuda":
-                resume_state["cuda_rng"] = torch.cuda.get_rng_state(device)
-            run.save_checkpoint(state, step=finished, keep=True, latest_only=resume_state)
+            save(finished)
+    if start == 0 and config.num_iters == 0:
+        save(0)
     logger.close()
     return run.path
 

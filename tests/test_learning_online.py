@@ -1,10 +1,13 @@
 """Slow: online off-policy VariBAD learns on the gridworld (python -m pytest -m slow).
 
-The gridworld config at a small budget (ITERATIONS iterations of RL_UPDATES DQN updates on
-meta-batches of 8 tasks x 128 transitions, learning rate 1e-3, epsilon annealed over 100
-iterations). On the training goals the summed 4-episode evaluation return of the last evaluations
-must beat that of the first ones, and episode 2 must beat episode 1 (the agent goes straight to
-the goal it found). MEASURED
+The gridworld config with a small-budget recipe: 250 iterations of 100 DQN updates on meta-batches
+of 8 tasks x 128 transitions at learning rate 1e-3 (epsilon annealed over 100 iterations), 20 VAE
+updates per iteration at learning rate 3e-3 with KL weight 0.1, stored beliefs recomputed after
+every iteration, and the environment's reward r. (The paper's 30,000 iterations learn with VAE lr
+3e-4, KL weight 1 and stale beliefs; at 250 iterations the VAE then never identifies the goal and
+the agent cannot use what the first episode revealed.) On the 16 training goals the summed
+4-episode evaluation return of the last evaluations must beat that of the first ones, and episode 2
+must beat episode 1: the agent goes straight back to the goal it found. MEASURED
 """
 
 from __future__ import annotations
@@ -20,18 +23,17 @@ from utils.logger import read_scalars
 from utils.stage_configs import OnlineConfig
 
 pytestmark = pytest.mark.slow
-ITERATIONS = 300
-RL_UPDATES = 100
-EVALUATIONS_AVERAGED = 3
+ITERATIONS = 250
 
 
 def test_online_gridworld_return_rises_and_episode_two_beats_episode_one(tmp_path):
     config = load_config(OnlineConfig, ["--env-type", "gridworld"], config_dir="online_config")
     run_dir = online_training.main(dataclasses.replace(
-        config, num_iters=ITERATIONS, rl_updates_per_iter=RL_UPDATES, vae_updates_per_iter=10,
-        meta_batch=8, batch_size=128, critic_lr=1e-3, epsilon_decay_iters=100,
-        log_interval=20, save_interval=ITERATIONS, runs_dir=str(tmp_path / "runs"),
-        use_tensorboard=False, device="cpu"))
+        config, num_iters=ITERATIONS, rl_updates_per_iter=100, meta_batch=8, batch_size=128,
+        critic_lr=1e-3, epsilon_decay_iters=100, vae_updates_per_iter=20, vae_lr=3e-3,
+        kl_weight=0.1, recompute_beliefs=True, belief_rewards=False,
+        oracle_belief_rewards=False, log_interval=25, save_interval=ITERATIONS,
+        runs_dir=str(tmp_path / "runs"), use_tensorboard=False, device="cpu"))
 
     rows = read_scalars(run_dir / "scalars.csv")
     steps = sorted({step for step, tag, _ in rows if tag == "eval/train_return_sum"})
@@ -40,8 +42,8 @@ def test_online_gridworld_return_rises_and_episode_two_beats_episode_one(tmp_pat
         return float(np.mean([value for step, name, value in rows
                               if name == tag and step in chosen]))
 
-    first, last = steps[:EVALUATIONS_AVERAGED], steps[-EVALUATIONS_AVERAGED:]
+    first, last = steps[:2], steps[-3:]  # evaluations at iterations 25, 50 and 200-250
     start, end = mean("eval/train_return_sum", first), mean("eval/train_return_sum", last)
     episodes = [mean(f"eval/train_return_episode_{k}", last) for k in (1, 2)]
-    assert end > start + 3.0, (start, end)
-    assert episodes[1] > episodes[0] + 0.5, episodes
+    assert end > start + 10.0, (start, end)
+    assert episodes[1] > episodes[0] + 1.0, episodes

@@ -280,10 +280,10 @@ def test_tiny_online_run_writes_its_files_and_evaluation_tags(tmp_path, env_type
     ("gridworld", {"belief_rewards": True, "oracle_belief_rewards": True}),
 ])
 def test_resume_continues_exactly(tmp_path, env_type, options):
-    whole = online_training.main(tiny_config(tmp_path, env_type, num_iters=3,
+    whole = online_training.main(tiny_config(tmp_path, env_type, num_iters=3, log_interval=2,
                                              exp_name="whole", **options))
-    first = tiny_config(tmp_path, env_type, num_iters=3, exp_name="resumed", save_interval=2,
-                        **options)
+    first = tiny_config(tmp_path, env_type, num_iters=3, log_interval=2, exp_name="resumed",
+                        save_interval=2, **options)
     online_training.main(dataclasses.replace(first, num_iters=2))
     resumed = online_training.main(dataclasses.replace(first, resume=True))
     expected, actual = (RunDirectory(path).load_checkpoint() for path in (whole, resumed))
@@ -308,7 +308,8 @@ def test_resume_continues_exactly(tmp_path, env_type, options):
 # ------------------------------------------------------------------------------------ input
 def test_bad_settings_are_refused(tmp_path):
     with pytest.raises(UserError, match="needs --belief-rewards true"):
-        online_training.main(tiny_config(tmp_path, "gridworld", oracle_belief_rewards=True))
+        online_training.main(tiny_config(tmp_path, "gridworld", belief_rewards=False,
+                                         oracle_belief_rewards=True))
     with pytest.raises(UserError, match="needs an env with an exact belief"):
         online_training.main(tiny_config(tmp_path, "point_robot_sparse", belief_rewards=True,
                                          oracle_belief_rewards=True))
@@ -324,7 +325,8 @@ def test_bad_settings_are_refused(tmp_path):
     with pytest.raises(UserError, match="multi-head reward decoder needs a grid"):
         online_training.main(tiny_config(tmp_path, "point_robot_sparse",
                                          reward_decoder="multihead_bernoulli"))
-    online_training.main(tiny_config(tmp_path, "gridworld", num_iters=0))
+    run_dir = online_training.main(tiny_config(tmp_path, "gridworld", num_iters=0))
+    assert RunDirectory(run_dir).load_checkpoint()["iteration"] == 0  # the random pool only
     with pytest.raises(UserError, match="already exists"):
         online_training.main(tiny_config(tmp_path, "gridworld", num_iters=0))
 
