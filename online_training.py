@@ -256,7 +256,8 @@ def main(config: OnlineConfig) -> Path:
                                               prefix="eval/train_"))
             scalars["time/seconds_per_iteration"] = time.perf_counter() - started
             logger.log(finished, scalars)
-            bar.set_postfix(eval_return=f"{scalars['eval/return_sum']:.2f}")
+            bar.set_postfix(eval_return=f"{scalars['eval/return_sum']:.2f}",
+                            train_tasks_return=f"{scalars['eval/train_return_sum']:.2f}")
             draw_figures(logger, evaluation, vae, evaluated, evaluated_beliefs, eval_tasks,
                          eval_seeds, multihead, device, finished)
         if finished % config.save_interval == 0 or finished == config.num_iters:

@@ -3,11 +3,16 @@
 The gridworld config with a small-budget recipe: 250 iterations of 100 DQN updates on meta-batches
 of 8 tasks x 128 transitions at learning rate 1e-3 (epsilon annealed over 100 iterations), 20 VAE
 updates per iteration at learning rate 3e-3 with KL weight 0.1, stored beliefs recomputed after
-every iteration, and the environment's reward r. (The paper's 30,000 iterations learn with VAE lr
-3e-4, KL weight 1 and stale beliefs; at 250 iterations the VAE then never identifies the goal and
-the agent cannot use what the first episode revealed.) On the 16 training goals the summed
-4-episode evaluation return of the last evaluations must beat that of the first ones, and episode 2
-must beat episode 1: the agent goes straight back to the goal it found. MEASURED
+every iteration, and the environment's reward r. On the 16 training goals the summed 4-episode
+evaluation return of the last three evaluations must beat that of the first two by 10, and
+episode 2 must beat episode 1 by 1: the agent goes straight back to the goal it found.
+
+Measured on a 2-core CPU (about 6 minutes): -2.2 and -2.4 at iterations 25 and 50, 37.0, 37.7 and
+36.7 at iterations 200-250 (episodes 5.1 / 9.6 / 11.1 / 11.3); seeds 1 and 2 give 38.2 and 39.7 at
+iteration 250 with the same margins. Ablations of 300 iterations (10 VAE updates each): the paper's
+VAE settings (lr 3e-4, KL weight 1) with collection-time beliefs ended near 6 with episode 2 below
+episode 1 (the VAE did not yet identify a goal it had seen); VAE lr 1e-3 and KL weight 0.1 with
+collection-time beliefs stayed below 0; the same with recomputed beliefs reached about 9.
 """
 
 from __future__ import annotations
