@@ -3,7 +3,8 @@ and save the rollouts as datasets.
 
 Reads a run directory ``runs/<stage>/<env-type>/<exp-name>_s<seed>/`` of any kind in ``KINDS``:
 stage-1 agents (``train_single_agent.py``), BOReL's offline agent (``train_agent_offline.py``,
-with the frozen encoder of the VAE run it names) and FOCAL (``launch_focal.py``). It rebuilds the
+with the frozen encoder of the VAE run it names), online VariBAD (``online_training.py``) and FOCAL
+(``launch_focal.py``). It rebuilds the
 policy from the run's ``config.yaml`` and ``checkpoints/latest.pt`` (loaded with
 ``weights_only=True``), plays the run's own evaluation protocol deterministically, and writes into
 the output folder (default ``<RUN_DIR>/sim/``) ``returns.csv`` and ``returns.json`` (one row per
@@ -47,7 +48,7 @@ from algorithms.belief_rollouts import OnlineBelief, evaluate_with_online_belief
 from algorithms.focal import FOCAL, FocalHyperparameters
 from algorithms.focal_data import OfflineTaskData, TaskSplit, split_tasks
 from algorithms.focal_evaluation import FocalEvaluator, return_columns
-from algorithms.vae import load_vae_run
+from algorithms.vae import build_vae, load_vae_run
 from environments.bamdp import BatchedBAMDP
 from environments.mujoco.rendering import write_frames
 from environments.registry import get_spec, make_batched_env, resolve_options, task_from_seed
@@ -86,6 +87,7 @@ from utils.simulation import (
 from utils.stage_configs import (
     FocalConfig,
     OfflineConfig,
+    OnlineConfig,
     SimulationConfig,
 )
 
@@ -260,7 +262,7 @@ def simulate_offline_run(run: RunDirectory, checkpoint: dict, request: Simulatio
     belief = OnlineBelief(vae.encoder, len(seeds), request.device)
     recorder = (FrameRecorder(bamdp.env, {seed: copy for copy, seed in enumerate(seeds)})
                 if request.record_frames else None)
-    batch = evaluate_with_online_belief(agent, belief, bamdp, seeds, recorder)
+    batch, _ = evaluate_with_online_belief(agent, belief, bamdp, seeds, recorder)
     bamdp.close()
     return Simulation(
         protocols=[meta_episode_protocol("online_belief", seeds, tasks, batch, episodes)],
@@ -353,6 +355,67 @@ def simulate_focal_run(run: RunDirectory, checkpoint: dict, request: SimulationR
         frames_per_second=frames_per_second(env))
 
 
+# ------------------------------------------------------------------------------ online VariBAD
+def simulate_online_run(run: RunDirectory, checkpoint: dict, request: SimulationRequest
+                        ) -> Simulation:
+    """Online VariBAD's agent with the encoder of the VAE trained beside it (both from the
+    checkpoint), evaluated as ``online_training.py`` does: one meta-episode per task with the
+    belief updated online after every step, on the held-out tasks (``eval/`` tags) and on the
+    first training tasks (``eval/train_`` tags). ``--num-tasks`` draws more held-out tasks the
+    same way; ``--task-seeds`` plays the given tasks only."""
+    config = load_saved_config(OnlineConfig, run.config_path)
+    split, model = run.read_json("tasks.json"), run.read_json("model.json")
+    if "trainer" not in checkpoint or "agent" not in checkpoint:
+        raise UserError(f"checkpoint of {run.path} holds no agent and VAE (not an online run)")
+    episodes = checked_episodes(request.episodes, int(model["episodes_per_task"]))
+    options = resolve_options(config.env_type, config.environment_options(evaluation=True))
+    train_seeds = [int(seed) for seed in split["train_seeds"]]
+    train_tasks = np.asarray(split["train_tasks"], dtype=np.float64)
+    evaluated_train = [int(seed) for seed in split["evaluated_train_seeds"]]
+    if request.task_seeds:
+        groups = {"online_belief": list(request.task_seeds)}
+    else:
+        held_out = ([int(seed) for seed in split["eval_seeds"]] if not request.num_tasks else
+                    evaluation_seeds(train_seeds, request.num_tasks, config.seed,
+                                     lambda seed: task_from_seed(config.env_type, seed, options),
+                                     train_tasks))
+        groups = {"online_belief": held_out, "online_belief_train_tasks": evaluated_train}
+    seeds = [seed for group in groups.values() for seed in group]
+    tasks = np.stack([task_from_seed(config.env_type, seed, options) for seed in seeds])
+    bamdp = BatchedBAMDP(make_batched_env(config.env_type, len(seeds), options), episodes)
+    bamdp.set_tasks(tasks)
+    vae = build_vae(config, int(model["observation_dim"]), int(model["action_dim"]),
+                    int(model["task_dim"]), model["num_states"]).to(request.device)
+    vae.load_state_dict(checkpoint["trainer"]["vae"])
+    vae.eval()
+    agent = make_agent(config, 1, bamdp.observation_dim + 2 * vae.latent_dim, bamdp.action_space,
+                       request.device)
+    agent.load_state_dict(checkpoint["agent"])
+    belief = OnlineBelief(vae.encoder, len(seeds), request.device)
+    recorder = (FrameRecorder(bamdp.env, {seed: copy for copy, seed in enumerate(seeds)})
+                if request.record_frames else None)
+    batch, _ = evaluate_with_online_belief(agent, belief, bamdp, seeds, recorder)
+    bamdp.close()
+    protocols, summary, first = [], {}, 0
+    for name, group in groups.items():
+        rows = slice(first, first + len(group))
+        first += len(group)
+        part = batch.select(rows)
+        protocols.append(meta_episode_protocol(name, group, tasks[rows], part, episodes))
+        summary.update(evaluation_scalars(part, episodes, "eval/train_" if name.endswith(
+            "train_tasks") else "eval/"))
+    return Simulation(
+        protocols=protocols, summary=summary,
+        own_evaluation=(not request.task_seeds and not request.num_tasks
+                        and episodes == int(model["episodes_per_task"])),
+        env=bamdp.env,
+        dataset_meta=dataset_meta(config.env_type, options, bamdp, run,
+                                  f"online_{model['algorithm']}", "online belief"),
+        training_steps=agent.num_updates,
+        frames=recorder.frames if recorder else {},
+        frames_per_second=frames_per_second(bamdp.env))
+
+
 # ------------------------------------------------------------------------------ kinds
 @dataclasses.dataclass(frozen=True)
 class Kind:
@@ -370,8 +433,10 @@ KINDS: dict[str, Kind] = {
     "offline": Kind("BOReL offline agent with online beliefs (train_agent_offline.py)",
                     simulate_offline_run, logged_borel_evaluation),
     "focal": Kind("FOCAL (launch_focal.py)", simulate_focal_run, logged_focal_evaluation),
+    "online": Kind("online VariBAD (online_training.py)", simulate_online_run,
+                   logged_borel_evaluation),
 }
-"""Run kinds by stage folder. A new kind (online VariBAD's ``runs/online/...``) is one entry: a
+"""Run kinds by stage folder. A new kind is one entry: a
 ``simulate`` that rebuilds the policy from the run's config and checkpoint and plays the run's own
 evaluation through the function the run evaluates with, and a ``logged`` reader
 (``logged_borel_evaluation`` for runs that log BOReL's ``eval/`` tags)."""

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from algorithms.agents import choose_algorithm, make_agent
-from algorithms.belief_rollouts import OnlineBelief, evaluate_with_online_belief, reward_map
+from algorithms.belief_evaluation import draw_figures
+from algorithms.belief_rollouts import OnlineBelief, evaluate_with_online_belief
 from algorithms.state_relabelling import HyperstateCache, relabel_states
 from algorithms.vae import load_vae_run
 from environments.bamdp import BatchedBAMDP
@@ -42,15 +43,9 @@ from utils.datasets import (
 )
 from utils.errors import UserError, run_script
 from utils.logger import Logger
-from utils.plotting import (
-    belief_map_figure,
-    grid_belief_figure,
-    reward_prediction_figure,
-    trajectory_figure,
-)
 from utils.progress import progress_range
 from utils.replay import FIELDS, EnsembleReplayBuffer
-from utils.rollouts import MetaEpisodeBatch, evaluation_scalars
+from utils.rollouts import evaluation_scalars
 from utils.runs import RunDirectory, find_run, run_path
 from utils.seeding import (
     evaluation_seeds,
@@ -61,8 +56,6 @@ from utils.seeding import (
 from utils.stage_configs import OfflineConfig, VAEConfig
 
 STAGE = "offline"
-FIGURE_TASKS = 4
-MAP_EXTENT = (-2.0, 2.0, -1.0, 2.0)
 
 
 def load_training_data(config: OfflineConfig, vae_config: VAEConfig, dimensions: dict
@@ -174,7 +167,7 @@ def main(config: OfflineConfig) -> Path:
                                                                    sampler)))
         finished = iteration + 1
         if finished % config.log_interval == 0 or finished == config.num_iters:
-            rollout = evaluate_with_online_belief(agent, belief, evaluation, eval_seeds)
+            rollout, beliefs = evaluate_with_online_belief(agent, belief, evaluation, eval_seeds)
             scalars = {f"train/{key}": float(np.mean([metrics[key] for metrics in
                                                       update_metrics]))
                        for key in update_metrics[0]}
@@ -186,7 +179,7 @@ def main(config: OfflineConfig) -> Path:
                 "returns": rollout.episode_returns(episodes_per_task).tolist(),
                 "successes": rollout.successes[..., 0].any(axis=1).tolist()})
             bar.set_postfix(eval_return=f"{scalars['eval/return_sum']:.2f}")
-            draw_figures(logger, evaluation, vae, rollout, belief.beliefs(), eval_tasks,
+            draw_figures(logger, evaluation, vae, rollout, beliefs, eval_tasks,
                          eval_seeds, multihead, device, finished)
         if finished % config.save_interval == 0 or finished == config.num_iters:
             state = {"iteration": finished, "agent": agent.state_dict(),
@@ -196,54 +189,6 @@ def main(config: OfflineConfig) -> Path:
             run.save_checkpoint(state, step=finished, keep=True)
     logger.close()
     return run.path
-
-
-@torch.no_grad()
-def draw_figures(logger: Logger, evaluation: BatchedBAMDP, vae, rollout: MetaEpisodeBatch,
-                 beliefs: np.ndarray, tasks: np.ndarray, seeds: list[int], multihead: bool,
-                 device: torch.device, step: int) -> None:
-    """Per-episode trajectories of the first evaluation tasks, the rewards predicted along them
-    from the belief before each step, and the belief over time (gridworld: per-cell reward
-    beliefs; point robots and ants: expected reward over the plane)."""
-    env = evaluation.env
-    count = min(FIGURE_TASKS, len(seeds))
-    lengths = rollout.lengths
-    planar = env.trajectory_xy(rollout.observations[0]) is not None
-    if planar:
-        for index in range(count):
-            logger.figure(f"eval/trajectory_task_{index}", trajectory_figure(
-                env, tasks[index], rollout.observations[index], rollout.next_observations[index],
-                rollout.truncations[index], int(lengths[index]), title=f"seed {seeds[index]}"),
-                step)
-    latent_dim = vae.latent_dim
-    means = torch.as_tensor(beliefs[:count, :-1, :latent_dim], device=device)
-    batch = {name: torch.as_tensor(getattr(rollout, name)[:count], device=device)
-             for name in ("observations", "actions", "next_observations")}
-    cells = (torch.as_tensor(env.cell_index(rollout.next_observations[:count]), device=device)
-             if multihead else None)
-    predictions = vae.reward_decoder.mean_reward(vae.reward_decoder.aligned(
-        means, batch["observations"], batch["actions"], batch["next_observations"], cells))
-    true = [rollout.rewards[index, : lengths[index], 0] for index in range(count)]
-    predicted = [predictions[index, : lengths[index]].cpu().numpy() for index in range(count)]
-    logger.figure("eval/reward_predictions", reward_prediction_figure(
-        true, predicted, [f"seed {seed}" for seed in seeds[:count]]), step)
-    length = int(lengths[0])
-    moments = sorted({int(moment) for moment in np.linspace(0, length, 6)})
-    positions = np.concatenate([rollout.observations[0, :1], rollout.next_observations[0]])
-    if multihead:
-        probabilities = vae.reward_decoder.cell_probabilities(torch.as_tensor(
-            beliefs[0, moments, :latent_dim], device=device)).cpu().numpy()
-        logger.figure("eval/reward_belief_task_0", grid_belief_figure(
-            probabilities, positions[moments], tasks[0], moments, env.num_cells), step)
-    elif planar and "next_state" in vae.reward_decoder.inputs:
-        xs, ys = np.meshgrid(np.arange(MAP_EXTENT[0], MAP_EXTENT[1], 0.1),
-                             np.arange(MAP_EXTENT[2], MAP_EXTENT[3], 0.1))
-        points = np.stack([xs.ravel(), ys.ravel()], axis=1)
-        maps = np.stack([reward_map(vae, torch.as_tensor(beliefs[0, moment, :latent_dim],
-                                                         device=device), points).reshape(xs.shape)
-                         for moment in moments])
-        logger.figure("eval/belief_map_task_0", belief_map_figure(
-            env, tasks[0], maps, MAP_EXTENT, env.trajectory_xy(positions), moments), step)
 
 
 if __name__ == "__main__":

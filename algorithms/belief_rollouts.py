@@ -4,10 +4,12 @@
 (mu, log sigma^2) to observations, and ``update`` feeds the transition (a, r, s') just made. The
 belief starts from the prior at the start of every meta-episode and is never reset inside it
 (spec borel.md 5.5). Copies whose meta-episode has ended keep their last belief.
-:func:`evaluate_with_online_belief` is the evaluation protocol of the offline (stage 3) agent.
+:func:`evaluate_with_online_belief` is the evaluation protocol of stage 3 and online VariBAD.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -59,24 +61,42 @@ class OnlineBelief:
         return np.stack(self.history, axis=1)
 
 
-def evaluate_with_online_belief(agent: Agent, belief: OnlineBelief, bamdp: BatchedBAMDP,
-                                task_seeds: list[int], on_step: StepObserver | None = None
-                                ) -> MetaEpisodeBatch:
-    """BOReL's evaluation (spec borel.md 5.5): one meta-episode in each copy of ``bamdp`` (tasks
-    set, copy c in the task of seed ``task_seeds[c]``, its env stream seeded with that seed +
-    ``EVALUATION_SEED_OFFSET``) with the deterministic policy on [s, mu, log sigma^2], the belief
-    starting from the prior and updated after every step. ``belief.beliefs()`` then holds the
-    beliefs along the rollout."""
+def collect_with_belief(bamdp: BatchedBAMDP, belief: OnlineBelief,
+                        policy: Callable[[np.ndarray], np.ndarray],
+                        on_step: StepObserver | None = None
+                        ) -> tuple[MetaEpisodeBatch, np.ndarray]:
+    """One meta-episode in every copy of ``bamdp``; ``policy`` receives hyper-observations
+    [s, mu, log sigma^2] (K, obs_dim + 2L), the belief starting from the prior and updated after
+    every step (then ``on_step`` sees the step). Returns the rollout and the beliefs b_0..b_T
+    (K, T + 1, 2L) (b_t held before step t), padded with the last belief when every copy ended
+    early."""
     belief.reset()
-    bamdp.seed([seed + EVALUATION_SEED_OFFSET for seed in task_seeds])
 
     def observe(stored_actions: np.ndarray, result: BAMDPStep) -> None:
         belief.update(stored_actions, result)
         if on_step is not None:
             on_step(stored_actions, result)
 
-    return collect_meta_episodes(bamdp, lambda observations: act(
-        agent, belief.augment(observations), 1, deterministic=True), observe)
+    rollout = collect_meta_episodes(
+        bamdp, lambda observations: policy(belief.augment(observations)), observe)
+    beliefs = belief.beliefs()
+    missing = bamdp.trajectory_len + 1 - beliefs.shape[1]
+    if missing > 0:
+        beliefs = np.concatenate([beliefs, np.repeat(beliefs[:, -1:], missing, axis=1)], axis=1)
+    return rollout, beliefs
+
+
+def evaluate_with_online_belief(agent: Agent, belief: OnlineBelief, bamdp: BatchedBAMDP,
+                                task_seeds: list[int], on_step: StepObserver | None = None
+                                ) -> tuple[MetaEpisodeBatch, np.ndarray]:
+    """BOReL's evaluation (spec borel.md 5.5), shared by stage 3, online VariBAD and
+    ``sim_policy.py``: one meta-episode in each copy of ``bamdp`` (copy c in the task of seed
+    ``task_seeds[c]``, its env stream seeded with that seed + ``EVALUATION_SEED_OFFSET``) with the
+    deterministic policy on [s, mu, log sigma^2], the belief starting from the prior and updated
+    after every step. Returns the rollout and the beliefs along it (:func:`collect_with_belief`)."""
+    bamdp.seed([seed + EVALUATION_SEED_OFFSET for seed in task_seeds])
+    return collect_with_belief(bamdp, belief, lambda hyper_observations: act(
+        agent, hyper_observations, 1, deterministic=True), on_step)
 
 
 @torch.no_grad()

@@ -36,6 +36,39 @@ MANIFEST = "manifest.json"
 CACHE_VERSION = 1
 
 
+def hyperstates_from_beliefs(observations: torch.Tensor, next_observations: torch.Tensor,
+                             beliefs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hyper-observations [s_t, b_t] and hyper-next-observations [s'_t, b_{t+1}] (N, T,
+    obs_dim + 2L) from transitions (N, T, obs_dim) and beliefs b_0..b_T (N, T + 1, 2L)."""
+    return (torch.cat([observations, beliefs[:, :-1]], dim=-1),
+            torch.cat([next_observations, beliefs[:, 1:]], dim=-1))
+
+
+@torch.no_grad()
+def sampled_belief_rewards(vae: VAE, beliefs: torch.Tensor, observations: torch.Tensor,
+                           actions: torch.Tensor, next_observations: torch.Tensor,
+                           cells: torch.Tensor | None, num_samples: int,
+                           generator: torch.Generator) -> torch.Tensor:
+    """R+_t = E_{z ~ b_t}[r-hat(z, s_t, a_t, s'_t)] (N, T, 1), estimated from ``num_samples``
+    samples of the belief held before each transition (``beliefs`` (N, T + 1, 2L))."""
+    latent_dim = vae.latent_dim
+    means, log_variances = beliefs[:, :-1, :latent_dim], beliefs[:, :-1, latent_dim:]
+    noise = torch.randn((num_samples, *means.shape), generator=generator,
+                        device=means.device)
+    latents = means + (0.5 * log_variances).exp() * noise
+    predictions = vae.reward_decoder.aligned(latents, observations, actions, next_observations,
+                                             cells)
+    return vae.reward_decoder.mean_reward(predictions).mean(0)[..., None]
+
+
+@torch.no_grad()
+def encoder_beliefs(vae: VAE, actions: torch.Tensor, rewards: torch.Tensor,
+                    next_observations: torch.Tensor) -> torch.Tensor:
+    """Beliefs b_0..b_T (N, T + 1, 2L) of the encoder over whole trajectories, from the prior."""
+    means, log_variances = vae.encoder(actions, rewards, next_observations)
+    return torch.cat([means, log_variances], dim=-1)
+
+
 @torch.no_grad()
 def hyperstate_arrays(
     vae: VAE, dataset: TaskDataset, device: torch.device, belief_reward_samples: int = 0,
@@ -49,21 +82,17 @@ def hyperstate_arrays(
         rows = slice(start, start + chunk)
         batch = {name: torch.as_tensor(getattr(dataset, name)[rows], device=device)
                  for name in ("observations", "actions", "rewards", "next_observations")}
-        means, log_variances = vae.encoder(batch["actions"], batch["rewards"],
-                                           batch["next_observations"])
-        beliefs = torch.cat([means, log_variances], dim=-1)
-        observations.append(torch.cat([batch["observations"], beliefs[:, :-1]], -1).cpu())
-        next_observations.append(torch.cat([batch["next_observations"], beliefs[:, 1:]],
-                                           -1).cpu())
+        beliefs = encoder_beliefs(vae, batch["actions"], batch["rewards"],
+                                  batch["next_observations"])
+        hyper_observations, hyper_next_observations = hyperstates_from_beliefs(
+            batch["observations"], batch["next_observations"], beliefs)
+        observations.append(hyper_observations.cpu())
+        next_observations.append(hyper_next_observations.cpu())
         if belief_reward_samples:
-            noise = torch.randn((belief_reward_samples, *means[:, :-1].shape),
-                                generator=generator, device=device)
-            latents = means[:, :-1] + (0.5 * log_variances[:, :-1]).exp() * noise
             row_cells = None if cells is None else torch.as_tensor(cells[rows], device=device)
-            predictions = vae.reward_decoder.aligned(
-                latents, batch["observations"], batch["actions"], batch["next_observations"],
-                row_cells)
-            rewards.append(vae.reward_decoder.mean_reward(predictions).mean(0)[..., None].cpu())
+            rewards.append(sampled_belief_rewards(
+                vae, beliefs, batch["observations"], batch["actions"],
+                batch["next_observations"], row_cells, belief_reward_samples, generator).cpu())
     mask = dataset.valid_mask()[..., None]
     hyper_observations = torch.cat(observations).numpy() * mask
     hyper_next_observations = torch.cat(next_observations).numpy() * mask

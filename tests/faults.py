@@ -260,6 +260,13 @@ STAGES = {
         "--num-iterations", "3", "--num-train-steps-per-itr", "2", "--log-interval", "2",
         "--save-interval", "1", "--num-steps-per-eval", "20", "--max-path-length", "20",
         "--num-embedding-contexts", "2", "--num-evals", "1", *QUIET), inputs="point-robot"),
+    "online": StageCase("online_training.py", (
+        "--env-type", "point_robot_sparse", "--num-train-tasks", "3", "--num-eval-tasks", "2",
+        "--num-iters", "3", "--num-init-rollouts-pool", "2", "--num-rollouts-per-iter", "2",
+        "--num-tasks-sample", "2", "--rl-updates-per-iter", "3", "--vae-updates-per-iter", "2",
+        "--meta-batch", "2", "--batch-size", "16", "--critic-hidden-sizes", "16",
+        "--policy-hidden-sizes", "16", "--gru-hidden-size", "16", "--belief-rewards", "true",
+        "--recompute-beliefs", "true", "--log-interval", "1", "--save-interval", "1", *QUIET)),
 }
 
 

@@ -39,6 +39,7 @@ KILL_POINTS = [  # (stage, fault, run the faulty child in a fresh interpreter in
     ("stage3", Fault("runs/offline/*/checkpoints/latest.pt", 2, "during"), False),
     ("focal", Fault(LATEST, 1, "after"), False),
     ("focal", Fault("runs/*/progress.csv", 2, "during"), False),  # the evaluation at 2
+    ("online", Fault(LATEST, 2, "during"), False),  # buffers and optimisers in latest.pt
     # the disk fills up on a dataset write (exit code 2); resumed once space is free again
     ("stage1", Fault("data/*/task_0.npz", 3, "during", "disk_full"), False),
 ]

@@ -1,6 +1,6 @@
-"""sim_policy.py on tiny runs of every kind: the run's own evaluation reproduced exactly, chosen
-tasks, videos of a toy and a MuJoCo env, rollouts saved as datasets that the loader and the
-stages accept, and one-line errors with exit code 2."""
+"""sim_policy.py on tiny runs of every kind (stage 1, stage 3, online VariBAD, FOCAL): the run's
+own evaluation reproduced exactly, chosen tasks, videos of a toy and a MuJoCo env, rollouts saved
+as datasets that the loader and the stages accept, and one-line errors with exit code 2."""
 
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 
 import launch_focal
+import online_training
 import sim_policy
 import train_single_agent
 import train_vae_offline
 from environments.registry import make_batched_env
 from tests.test_launch_focal import tiny_config as tiny_focal_config
 from tests.test_launch_focal import write_random_datasets
+from tests.test_online_training import tiny_config as online_tiny_config
 from tests.test_train_agent_offline import run_chain
 from tests.test_train_single_agent import tiny_config as tiny_collection_config
 from tests.test_train_vae_offline import vae_config
@@ -220,11 +222,31 @@ def test_bad_runs_and_options_end_with_one_line_and_exit_code_2(gridworld_ensemb
 
 
 def test_a_new_kind_is_one_entry_in_the_table(gridworld_ensemble, tmp_path, monkeypatch):
-    online = tmp_path / "runs/online/gridworld/default_s0-2"
-    shutil.copytree(gridworld_ensemble, online)
-    with pytest.raises(UserError, match="unknown kind 'online'"):
-        simulate(online, tmp_path / "before")
-    monkeypatch.setitem(sim_policy.KINDS, "online", sim_policy.Kind(
+    other = tmp_path / "runs/other/gridworld/default_s0-2"
+    shutil.copytree(gridworld_ensemble, other)
+    with pytest.raises(UserError, match="unknown kind 'other'"):
+        simulate(other, tmp_path / "before")
+    monkeypatch.setitem(sim_policy.KINDS, "other", sim_policy.Kind(
         "a stand-in", sim_policy.simulate_collection_run, logged_borel_evaluation))
-    assert_reproduces_the_logged_evaluation(simulate(online, tmp_path / "after"),
+    assert_reproduces_the_logged_evaluation(simulate(other, tmp_path / "after"),
                                             ["eval/return_sum"])
+
+
+@pytest.mark.parametrize("env_type", ["gridworld", "point_robot"])
+def test_online_varibad_reproduces_its_held_out_and_training_task_evaluation(tmp_path,
+                                                                             env_type):
+    run_dir = online_training.main(online_tiny_config(tmp_path, env_type,
+                                                      num_eval_train_tasks=2))
+    report = simulate(run_dir, tmp_path / "own")
+    assert_reproduces_the_logged_evaluation(report, [
+        "eval/return_sum", "eval/success_rate", "eval/train_return_sum",
+        "eval/train_return_episode_1"])
+    split = json.loads((run_dir / "tasks.json").read_text())
+    episodes = sum(name.startswith("eval/return_episode") for name in report["summary"])
+    assert [row["task_seed"] for row in rows_of(report, "online_belief")][::episodes] == \
+        split["eval_seeds"]
+    assert [row["task_seed"] for row in rows_of(report, "online_belief_train_tasks")
+            ][::episodes] == split["evaluated_train_seeds"] == [0, 1]
+    chosen = simulate(run_dir, tmp_path / "chosen", task_seeds="1", episodes=2)
+    assert not chosen["own_evaluation"]
+    assert [(row["task_seed"], row["episode"]) for row in chosen["rows"]] == [(1, 1), (1, 2)]

@@ -58,22 +58,23 @@ class MetaEpisodeBatch:
     def valid_mask(self) -> np.ndarray:
         return np.arange(self.rewards.shape[1])[None, :] < self.lengths[:, None]
 
-    def select(self, rows: np.ndarray | list[int]) -> MetaEpisodeBatch:
-        """The meta-episodes at ``rows`` (indices or a boolean mask)."""
+    def select(self, rows: np.ndarray | list[int] | slice) -> MetaEpisodeBatch:
+        """The meta-episodes at ``rows`` (indices, a boolean mask or a slice)."""
         return MetaEpisodeBatch(**{name: None if value is None else value[rows]
                                    for name, value in vars(self).items()})
 
 
-def evaluation_scalars(batch: MetaEpisodeBatch, episodes_per_task: int) -> dict[str, float]:
+def evaluation_scalars(batch: MetaEpisodeBatch, episodes_per_task: int,
+                       prefix: str = "eval/") -> dict[str, float]:
     """The evaluation metrics BOReL logs for one meta-episode per task, averaged over tasks:
-    ``eval/return_episode_<k>`` (mean return of inner episode k), ``eval/return_sum`` (mean of the
-    summed return) and ``eval/success_rate`` (fraction of tasks whose goal was reached at least
-    once)."""
+    ``<prefix>return_episode_<k>`` (mean return of inner episode k), ``<prefix>return_sum`` (mean
+    of the summed return) and ``<prefix>success_rate`` (fraction of tasks whose goal was reached
+    at least once)."""
     returns = batch.episode_returns(episodes_per_task)
-    scalars = {f"eval/return_episode_{episode + 1}": float(returns[:, episode].mean())
+    scalars = {f"{prefix}return_episode_{episode + 1}": float(returns[:, episode].mean())
                for episode in range(episodes_per_task)}
-    scalars["eval/return_sum"] = float(returns.sum(axis=1).mean())
-    scalars["eval/success_rate"] = float(batch.successes[..., 0].any(axis=1).mean())
+    scalars[f"{prefix}return_sum"] = float(returns.sum(axis=1).mean())
+    scalars[f"{prefix}success_rate"] = float(batch.successes[..., 0].any(axis=1).mean())
     return scalars
 
 

@@ -157,19 +157,25 @@ class RunDirectory:
             raise UserError(f"{path} must hold a JSON object")
         return content
 
-    def save_checkpoint(self, state: dict[str, Any], step: int, keep: bool) -> Path:
+    def save_checkpoint(self, state: dict[str, Any], step: int, keep: bool,
+                        latest_only: dict[str, Any] | None = None) -> Path:
         """Write ``state`` to ``checkpoints/latest.pt`` (and ``step_<step>.pt`` if ``keep``).
 
-        ``state`` must hold only tensors, numbers, strings, lists and dicts, so that it loads
-        with ``weights_only=True``.
+        ``latest_only`` entries (large resume state such as replay buffers) go to ``latest.pt``
+        alone; the kept file is written first, so ``latest.pt`` is always complete. ``state``
+        must hold only tensors, numbers, strings, lists and dicts, so that it loads with
+        ``weights_only=True``.
         """
-        buffer = io.BytesIO()
-        torch.save({"step": step, **state}, buffer)
-        data = buffer.getvalue()
+        def serialised(content: dict[str, Any]) -> bytes:
+            buffer = io.BytesIO()
+            torch.save({"step": step, **content}, buffer)
+            return buffer.getvalue()
+
+        data = serialised(state)
         if keep:
             atomic_write_bytes(self.checkpoint_dir / f"step_{step}.pt", data)
         latest = self.checkpoint_dir / LATEST
-        atomic_write_bytes(latest, data)
+        atomic_write_bytes(latest, serialised({**state, **latest_only}) if latest_only else data)
         return latest
 
     def load_checkpoint(self, name: str = LATEST, map_location: str | torch.device = "cpu"

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from utils.errors import UserError
+
+CANDIDATES_PER_TASK = 1000
+"""How many candidate seeds per wanted evaluation task are tried before giving up."""
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -37,13 +41,31 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def evaluation_seeds(train_seeds: list[int], count: int, seed: int) -> list[int]:
+def evaluation_seeds(train_seeds: list[int], count: int, seed: int,
+                     task_of_seed: Callable[[int], np.ndarray] | None = None,
+                     train_tasks: np.ndarray | None = None) -> list[int]:
     """Seeds of BOReL's evaluation tasks for a run with seed ``seed``: 10^6 (seed + 1) + i,
-    skipping any training seed. The list for ``count`` is a prefix of the list for more."""
+    skipping any training seed. The list for ``count`` is a prefix of the list for more.
+
+    With ``task_of_seed`` (and the training tasks), a candidate is also skipped when its task
+    equals a training task or an already chosen evaluation task, so the held-out tasks are new
+    even in a finite task family (the gridworld's 21 goals)."""
     seeds, candidate = [], 1_000_000 * (seed + 1)
+    seen = [] if train_tasks is None else [np.asarray(task) for task in train_tasks]
+    last = candidate + CANDIDATES_PER_TASK * max(count, 1)
     while len(seeds) < count:
+        if task_of_seed is not None and candidate >= last:
+            raise UserError(f"cannot find {count} evaluation tasks that differ from the "
+                            f"{len(train_seeds)} training tasks and from each other; the task "
+                            "family is too small (lower --num-train-tasks or --num-eval-tasks)")
         if candidate not in train_seeds:
-            seeds.append(candidate)
+            if task_of_seed is None:
+                seeds.append(candidate)
+            else:
+                task = task_of_seed(candidate)
+                if not any(np.array_equal(task, other) for other in seen):
+                    seeds.append(candidate)
+                    seen.append(task)
         candidate += 1
     return seeds
 

@@ -31,7 +31,9 @@ from utils.runs import RunDirectory
 
 TABLE_COLUMNS = ("protocol", "task_seed", "repeat", "episode", "return", "success", "length")
 ANIMATION_FRAMES_PER_SECOND = 10.0
-BOREL_EVALUATION_TAGS = ("eval/return_episode_", "eval/return_sum", "eval/success_rate")
+BOREL_EVALUATION_TAGS = tuple(f"eval/{kind}{name}" for kind in ("", "train_") for name in (
+    "return_episode_", "return_sum", "success_rate"))
+"""BOReL's evaluation tags; ``eval/train_...`` are online VariBAD's training-task evaluation."""
 
 
 @dataclass
@@ -277,7 +279,7 @@ def write_tables(directory: Path, rows: list[dict[str, Any]], report: dict[str, 
 
 def logged_borel_evaluation(run: RunDirectory) -> LoggedEvaluation | None:
     """BOReL's evaluation tags (``eval/return_episode_k``, ``eval/return_sum``,
-    ``eval/success_rate``) at the run's last logged evaluation."""
+    ``eval/success_rate`` and their ``eval/train_`` forms) at the run's last logged evaluation."""
     return last_logged_scalars(run.path / "scalars.csv",
                                lambda tag: tag.startswith(BOREL_EVALUATION_TAGS))
 

@@ -184,10 +184,14 @@ class OfflineConfig(CommonConfig, AgentConfig):
 
 @dataclass
 class OnlineConfig(CommonConfig, AgentConfig, VAEArchitectureConfig):
-    """online_training.py: off-policy VariBAD, agent and VAE trained while interacting."""
+    """online_training.py: off-policy VariBAD, agent and VAE trained while interacting (spec
+    borel.md 6). The agent acts on hyper-states [s, mu, log sigma^2]."""
 
-    num_train_tasks: int = option(80, "training tasks")
-    num_eval_tasks: int = option(20, "held-out evaluation tasks")
+    num_train_tasks: int = option(80, "training tasks: the tasks of seeds 0 .. N-1")
+    num_eval_tasks: int = option(
+        20, "held-out tasks, drawn with the run's seed and different from every training task")
+    num_eval_train_tasks: int | None = option(
+        None, "training tasks evaluated too (the first N; null: as many as --num-eval-tasks)")
     num_iters: int = option(1000, "training iterations")
     num_init_rollouts_pool: int = option(5, "random meta-episodes per training task at start")
     num_rollouts_per_iter: int = option(5, "meta-episodes per sampled task per iteration")
@@ -196,14 +200,25 @@ class OnlineConfig(CommonConfig, AgentConfig, VAEArchitectureConfig):
     vae_updates_per_iter: int = option(25, "VAE gradient steps per iteration")
     meta_batch: int = option(16, "tasks per RL and VAE gradient step")
     policy_buffer_size: int = option(1_000_000, "hyper-state transitions kept per task")
-    vae_buffer_size: int = option(100_000, "transitions of whole meta-episodes kept per task")
+    vae_buffer_size: int = option(
+        100_000, "transitions kept per task for the VAE, as whole meta-episodes")
     vae_batch_num_rollouts_per_task: int = option(2, "meta-episodes per task per VAE step")
-    pretrain_len: int = option(0, "VAE updates before the first RL update")
-    belief_rewards: bool = option(False, "store the belief reward R+ instead of r")
-    oracle_belief_rewards: bool = option(False, "gridworld: use the exact belief reward")
-    switch_to_belief_reward: int | None = option(None, "iteration from which R+ is used")
-    recompute_beliefs: bool = option(False, "recompute stored hyper-states after VAE updates")
-    eval_env_options: dict[str, Any] = option({}, "env options of the evaluation env")
+    pretrain_len: int = option(0, "VAE updates after the random pool, before the first iteration")
+    belief_rewards: bool = option(
+        False, "the agent trains on the belief reward R+ = E_{z~b}[r-hat] instead of r")
+    oracle_belief_rewards: bool = option(
+        False, "with belief rewards: use the env's exact belief reward (gridworld) as R+")
+    switch_to_belief_reward: int | None = option(
+        None, "iteration from which R+ is stored (null: from the start)")
+    num_belief_samples: int = option(20, "posterior samples of the learned belief reward R+")
+    goal_is_terminal: bool = option(
+        True, "reaching the goal ends bootstrapping, as in stages 1 and 3 and the original; "
+        "false bootstraps through it, since the meta-episode goes on (spec 9.8)")
+    recompute_beliefs: bool = option(
+        False, "after each iteration's VAE updates, recompute the beliefs (and R+) of every "
+        "stored hyper-state with the current VAE; off in the paper (collection-time beliefs)")
+    eval_env_options: dict[str, Any] = option(
+        {}, "env options of the evaluation env (e.g. start at the origin)")
 
 
 @dataclass
