@@ -39,7 +39,7 @@ from utils.logger import Logger
 from utils.plotting import trajectory_figure
 from utils.progress import progress_range
 from utils.runs import RunDirectory, run_path
-from utils.seeding import resolve_device, seed_everything, set_torch_threads
+from utils.seeding import keep_freed_memory, resolve_device, seed_everything, set_torch_threads
 from utils.stage_configs import FocalConfig
 
 STAGE = "focal"
@@ -59,6 +59,7 @@ def main(config: FocalConfig) -> Path:
                         "BAMDP name (use the FOCAL name, e.g. sparse-point-robot)")
     device = resolve_device(config.device)
     set_torch_threads(config.torch_threads)
+    keep_freed_memory()
     seed_everything(config.seed)
     split = split_tasks(dataset_directory(config.data_dir, config.env_type, config.dataset_name),
                         config.num_train_tasks, config.num_eval_tasks)

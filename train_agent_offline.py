@@ -52,7 +52,7 @@ from utils.progress import progress_range
 from utils.replay import FIELDS, EnsembleReplayBuffer
 from utils.rollouts import MetaEpisodeBatch, collect_meta_episodes
 from utils.runs import RunDirectory, find_run, run_path
-from utils.seeding import resolve_device, seed_everything, set_torch_threads
+from utils.seeding import keep_freed_memory, resolve_device, seed_everything, set_torch_threads
 from utils.stage_configs import OfflineConfig, VAEConfig
 
 STAGE = "offline"
@@ -104,6 +104,7 @@ def main(config: OfflineConfig) -> Path:
     get_spec(config.env_type)  # an unknown env-type stops here, before anything is loaded
     device = resolve_device(config.device)
     set_torch_threads(config.torch_threads)
+    keep_freed_memory()
     seed_everything(config.seed)
 
     vae_run = find_run(config.vae_run, config.runs_dir, "vae", config.env_type)

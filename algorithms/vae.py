@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from algorithms.common import to_floats
 from models.vae import VAE
 from utils.stage_configs import VAEArchitectureConfig
 
@@ -34,7 +35,9 @@ class VAETrainer:
         max_grad_norm: float | None = None,
     ) -> None:
         self.vae = vae
-        self.optimizer = torch.optim.Adam(vae.parameters(), lr=lr)
+        parameters = list(vae.parameters())
+        self.optimizer = torch.optim.Adam(parameters, lr=lr, fused=all(
+            parameter.device.type in ("cpu", "cuda") for parameter in parameters))
         self.weights = {"reward": reward_loss_weight, "state": state_loss_weight,
                         "kl": kl_weight, "task": task_loss_weight}
         self.kl_to_gauss_prior = kl_to_gauss_prior
@@ -56,10 +59,10 @@ class VAETrainer:
             torch.nn.utils.clip_grad_norm_(self.vae.parameters(), self.max_grad_norm)
         self.optimizer.step()
         self.num_updates += 1
-        metrics = {"loss": total.item()}
-        metrics.update({f"{name}_loss" if name != "kl" else "kl": value.mean().item()
+        metrics = {"loss": total.detach()}
+        metrics.update({f"{name}_loss" if name != "kl" else "kl": value.detach().mean()
                         for name, value in terms.items()})
-        return metrics
+        return to_floats(metrics)
 
     def state_dict(self) -> dict[str, Any]:
         return {"vae": self.vae.state_dict(), "optimizer": self.optimizer.state_dict(),
