@@ -1,0 +1,70 @@
+"""The benchmark suite: its smoke run writes every section of results.md, bad input stops with
+one line, and the timing helpers alternate and divide as documented (no timing assertions)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from bench.common import Timing, interleaved, ratio
+from bench.pipeline import time_stages
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+SECTION_TITLES = [
+    "## Stage 1: batched vs sequential collection",
+    "## Stage 2: the VAE loss, vectorised vs loops",
+    "## Environments: our MuJoCo step against raw gymnasium",
+    "## Offline SAC: ours against d3rlpy",
+    "## FOCAL: updates per second",
+    "## Gridworld pipeline: wall time per stage",
+    "## Hot spots: stage windows before and after",
+]
+
+
+def test_quick_suite_writes_every_section_with_the_device(tmp_path):
+    output = tmp_path / "results.md"
+    result = subprocess.run([sys.executable, "-m", "bench", "--quick", "--output", str(output)],
+                            cwd=REPOSITORY, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = output.read_text()
+    assert text.startswith("# Benchmark results")
+    assert f"PyTorch {torch.__version__}" in text and "- Device: CPU " in text
+    assert "Smoke run" in text
+    positions = [text.index(title) for title in SECTION_TITLES]
+    assert positions == sorted(positions)
+    assert "Batched vs sequential:" in text and "| total |" in text
+
+
+def test_output_that_is_a_folder_stops_with_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", "stage1",
+                             "--output", str(tmp_path)], cwd=REPOSITORY, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "is a folder" in result.stderr
+
+
+def test_interleaved_alternates_the_alternatives_after_one_warm_up_call_each():
+    calls = []
+    timings = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                          rounds=3, device=torch.device("cpu"))
+    assert calls == ["a", "b"] + ["a", "b"] * 3
+    assert all(len(timing.wall) == len(timing.cpu) == 3 for timing in timings.values())
+
+
+def test_ratio_divides_the_medians_of_wall_and_cpu_time():
+    slower = Timing(wall=[4.0, 9.0, 6.0], cpu=[2.0, 2.0, 8.0])
+    faster = Timing(wall=[2.0, 3.0, 1.0], cpu=[1.0, 0.5, 4.0])
+    assert ratio(slower, faster) == (6.0 / 2.0, 2.0 / 1.0)
+
+
+def test_time_stages_runs_the_stages_in_order_and_names_them():
+    order = []
+    timings = time_stages([("first", lambda: order.append(1)), ("second",
+                                                                 lambda: order.append(2))],
+                          torch.device("cpu"))
+    assert order == [1, 2]
+    assert [name for name, _ in timings] == ["first", "second"]
+    assert all(seconds >= 0.0 for _, seconds in timings)
