@@ -59,7 +59,8 @@ def main(config: FocalConfig) -> Path:
                         "BAMDP name (use the FOCAL name, e.g. sparse-point-robot)")
     device = resolve_device(config.device)
     set_torch_threads(config.torch_threads)
-    keep_freed_memory()
+    if config.reuse_freed_memory:
+        keep_freed_memory()
     seed_everything(config.seed)
     split = split_tasks(dataset_directory(config.data_dir, config.env_type, config.dataset_name),
                         config.num_train_tasks, config.num_eval_tasks)

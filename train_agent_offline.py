@@ -104,7 +104,8 @@ def main(config: OfflineConfig) -> Path:
     get_spec(config.env_type)  # an unknown env-type stops here, before anything is loaded
     device = resolve_device(config.device)
     set_torch_threads(config.torch_threads)
-    keep_freed_memory()
+    if config.reuse_freed_memory:
+        keep_freed_memory()
     seed_everything(config.seed)
 
     vae_run = find_run(config.vae_run, config.runs_dir, "vae", config.env_type)

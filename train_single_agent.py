@@ -67,7 +67,8 @@ def main(config: DataCollectionConfig) -> Path:
     num_tasks, replicas = len(seeds), config.num_rollouts_per_iter
     device = resolve_device(config.device)
     set_torch_threads(config.torch_threads)
-    keep_freed_memory()
+    if config.reuse_freed_memory:
+        keep_freed_memory()
     seed_everything(config.seed)
     episodes_per_task = config.episodes_per_task or spec.episodes_per_task
     env_options = resolve_options(config.env_type, config.environment_options())

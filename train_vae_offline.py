@@ -109,7 +109,8 @@ def main(config: VAEConfig) -> Path:
     spec = get_spec(config.env_type)
     device = resolve_device(config.device)
     set_torch_threads(config.torch_threads)
-    keep_freed_memory()
+    if config.reuse_freed_memory:
+        keep_freed_memory()
     seed_everything(config.seed)
     if config.hindsight_relabelling and config.policy_replaying:
         raise UserError("choose one of --hindsight-relabelling and --policy-replaying")

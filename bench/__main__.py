@@ -5,10 +5,11 @@
     python -m bench --only stage1 offline_sac --output /tmp/results.md
 
 Sections, in order: stage-1 batched vs sequential collection, the VAE loss vectorised vs loops,
-our MuJoCo step vs raw gymnasium, offline SAC vs d3rlpy (needs ``pip install -r
-bench/requirements.txt``; reported as ours alone without it), FOCAL updates per second, the
-gridworld pipeline's wall time per stage, and the stage windows' hot spots before and after the
-speed work. Every figure is measured in this run; ratios come from alternating repeats.
+our MuJoCo step vs raw gymnasium, batched toy envs vs a loop of gymnasium envs, offline SAC vs
+d3rlpy (needs ``pip install -r bench/requirements.txt``; reported as ours alone without it), FOCAL
+updates per second, the gridworld pipeline's wall time per stage, and the stage windows' hot spots
+before and after the speed work. Every figure is measured in this run; ratios come from
+alternating repeats.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from bench import (
     offline_sac,
     pipeline,
     stage1_collection,
+    toy_env_step,
     vae_loss,
 )
 from bench.common import Section, device_description
@@ -40,6 +42,7 @@ BENCHMARKS: dict[str, Callable[[bool, torch.device], Section]] = {
     "stage1": stage1_collection.run,
     "vae_loss": vae_loss.run,
     "env_step": env_step.run,
+    "toy_env_step": toy_env_step.run,
     "offline_sac": offline_sac.run,
     "focal": focal_updates.run,
     "pipeline": pipeline.run,

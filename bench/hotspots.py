@@ -39,8 +39,9 @@ DESCRIPTIONS = {
 }
 FIXES = [
     "glibc allocator keeps freed blocks (`utils.seeding.keep_freed_memory`, called by every "
-    "script): activations were served by fresh kernel pages every step (page faults, zeroing); "
-    "largest effect on stage 2, whose all-pairs tensors are 119 MB each",
+    "script unless `--reuse-freed-memory false`): activations were served by fresh kernel pages "
+    "every step (page faults, zeroing); largest effect on stage 2, whose all-pairs tensors are "
+    "119 MB each; the process keeps its peak memory",
     "ensemble output layers with one output (every critic, V) compute a dot product per row on "
     "CPU instead of a batched matrix-vector product (`models/ensemble.py`), which MKL runs "
     "several times slower for stacks of 2 or more members",

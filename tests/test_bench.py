@@ -3,6 +3,7 @@ one line, and the timing helpers alternate and divide as documented (no timing a
 
 from __future__ import annotations
 
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ SECTION_TITLES = [
     "## Stage 1: batched vs sequential collection",
     "## Stage 2: the VAE loss, vectorised vs loops",
     "## Environments: our MuJoCo step against raw gymnasium",
+    "## Environments: batched toy envs against a loop of gymnasium envs",
     "## Offline SAC: ours against d3rlpy",
     "## FOCAL: updates per second",
     "## Gridworld pipeline: wall time per stage",
@@ -68,3 +70,39 @@ def test_time_stages_runs_the_stages_in_order_and_names_them():
     assert order == [1, 2]
     assert [name for name, _ in timings] == ["first", "second"]
     assert all(seconds >= 0.0 for _, seconds in timings)
+
+
+PAGE_FAULTS_OF_SAC_UPDATES = """
+import resource, sys, torch
+from algorithms.sac import SAC
+from utils.seeding import keep_freed_memory
+applied = keep_freed_memory() if sys.argv[1] == "keep" else False
+torch.set_num_threads(1)
+torch.manual_seed(0)
+agent = SAC(8, 3, 2, [32, 32], [32, 32])
+batch = {"observations": torch.randn(8, 256, 3), "actions": torch.rand(8, 256, 2) * 2 - 1,
+         "rewards": torch.randn(8, 256, 1), "next_observations": torch.randn(8, 256, 3),
+         "terminations": torch.zeros(8, 256, 1)}
+for _ in range(5):
+    agent.update(batch)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    agent.update(batch)
+print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def test_keep_freed_memory_stops_page_faults_of_repeated_updates_on_glibc_linux():
+    def page_faults(mode: str) -> tuple[str, int]:
+        result = subprocess.run([sys.executable, "-c", PAGE_FAULTS_OF_SAC_UPDATES, mode],
+                                cwd=REPOSITORY, capture_output=True, text=True, check=True,
+                                timeout=120)
+        applied, faults = result.stdout.split()
+        return applied, int(faults)
+
+    applied, kept = page_faults("keep")
+    on_glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert applied == str(on_glibc)
+    if on_glibc:  # by default every update maps its activations afresh
+        _, fresh = page_faults("default")
+        assert fresh > 1000 and kept < fresh // 3, (kept, fresh)

@@ -38,9 +38,12 @@ def keep_freed_memory() -> bool:
 
     PyTorch on a CPU allocates every activation and gradient of a step afresh and frees it after
     the step. By default glibc serves large blocks with new pages from the kernel and trims the
-    heap, so every step pays page faults and zeroing for the same memory again (a third of a
-    16-task SAC update's time here; bench/results.md). Raising the mmap and trim thresholds to
-    1 GiB keeps those blocks in the heap. Returns False where it does not apply (no glibc).
+    heap, so every step pays page faults and zeroing for the same memory again. Raising the mmap
+    and trim thresholds to 1 GiB keeps those blocks in the heap: measured here, a 16-task SAC
+    update needs about 10x fewer page faults and a VAE step of the semi-circle about half the CPU
+    time (bench/results.md). The price: the process keeps its peak memory (and some
+    fragmentation) until it exits, about 1.5x the peak of the VAE stage. The scripts call this
+    unless ``--reuse-freed-memory false``. Returns False where it does not apply (no glibc).
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
