@@ -3,9 +3,10 @@ agents trained one after another, with the semi-circle's settings (networks [32,
 meta-episodes of 120 steps and 500 gradient steps of batch 256 per iteration).
 
 Each round runs one training iteration (collection, then the gradient steps) of the ensemble and
-then one iteration of each single agent, so both sides see the same machine; the figures are
-medians over the rounds. Throughput counts environment steps plus gradient updates per second,
-summed over tasks.
+one iteration of each single agent, in turns: the ensemble's iteration is cut into K parts that
+alternate with the K single agents, so both sides see the same machine; the figures are medians
+over the rounds (after one untimed round). Throughput counts environment steps plus gradient
+updates per second, summed over tasks.
 
 Run: python -m bench.stage1_collection [--num-tasks 16] [--rounds 3] [--device cpu] [--quick]
 """
@@ -13,12 +14,13 @@ Run: python -m bench.stage1_collection [--num-tasks 16] [--rounds 3] [--device c
 from __future__ import annotations
 
 import argparse
+import time
 
 import numpy as np
 import torch
 
 from algorithms.agents import act, make_agent
-from bench.common import Section, device_description, format_ratio, interleaved, table
+from bench.common import Section, Timing, device_description, format_ratio, synchronise, table
 from environments.bamdp import BatchedBAMDP
 from environments.registry import make_batched_env
 from utils.config import load_config
@@ -63,13 +65,49 @@ class CollectionLoop:
                                      batch.lengths, self.members)
         return int(batch.lengths.sum())
 
+    def iteration_part(self, part: int, parts: int) -> int:
+        """Part ``part`` of ``parts`` of one training iteration (the collection, then an equal
+        share of the gradient steps); returns the env steps plus member updates it made."""
+        steps = 0
+        if part == 0:
+            steps = self.collect(lambda observations: act(self.agent, observations,
+                                                          self.num_tasks, False))
+        updates = self.updates * (part + 1) // parts - self.updates * part // parts
+        for _ in range(updates):
+            self.agent.update(self.buffer.sample(self.config.batch_size, self.sampler))
+        return steps + updates * self.num_tasks
+
     def iteration(self) -> int:
         """One training iteration; returns the env steps plus member updates it made."""
-        steps = self.collect(lambda observations: act(self.agent, observations, self.num_tasks,
-                                                      False))
-        for _ in range(self.updates):
-            self.agent.update(self.buffer.sample(self.config.batch_size, self.sampler))
-        return steps + self.updates * self.num_tasks
+        return self.iteration_part(0, 1)
+
+
+def alternate(batched: CollectionLoop, singles: list[CollectionLoop], rounds: int,
+              device: torch.device) -> tuple[dict[str, Timing], dict[str, int]]:
+    """Per round, one iteration of every single agent and one of the ensemble, cut into as many
+    parts as there are single agents and run in turns with them (fine-grained alternation), after
+    a first untimed round; returns the timings per round and the work of one round."""
+    timings = {"batched": Timing(), "sequential": Timing()}
+    work = {"batched": 0, "sequential": 0}
+    for round_index in range(rounds + 1):
+        spent = {name: [0.0, 0.0] for name in timings}
+        for part, single in enumerate(singles):
+            for name, function in (("sequential", single.iteration),
+                                   ("batched", lambda part=part: batched.iteration_part(
+                                       part, len(singles)))):
+                synchronise(device)
+                wall, cpu = time.perf_counter(), time.process_time()
+                done = function()
+                synchronise(device)
+                spent[name][0] += time.perf_counter() - wall
+                spent[name][1] += time.process_time() - cpu
+                if round_index == 0:
+                    work[name] += done
+        if round_index > 0:
+            for name, (wall, cpu) in spent.items():
+                timings[name].wall.append(wall)
+                timings[name].cpu.append(cpu)
+    return timings, work
 
 
 def run(quick: bool, device: torch.device, num_tasks: int = 16, rounds: int = 3) -> Section:
@@ -85,15 +123,7 @@ def run(quick: bool, device: torch.device, num_tasks: int = 16, rounds: int = 3)
     torch.manual_seed(0)
     batched = CollectionLoop(seeds, config, updates, device)
     singles = [CollectionLoop([seed], config, updates, device) for seed in seeds]
-    work = {"batched": 0, "sequential": 0}
-
-    def run_batched() -> None:
-        work["batched"] = batched.iteration()
-
-    def run_sequential() -> None:
-        work["sequential"] = sum(single.iteration() for single in singles)
-
-    timings = interleaved({"batched": run_batched, "sequential": run_sequential}, rounds, device)
+    timings, work = alternate(batched, singles, rounds, device)
     rates = {name: work[name] / timing.wall_median for name, timing in timings.items()}
     cpu_rates = {name: work[name] / timing.cpu_median for name, timing in timings.items()}
     speedup = (rates["batched"] / rates["sequential"],
@@ -103,7 +133,8 @@ def run(quick: bool, device: torch.device, num_tasks: int = 16, rounds: int = 3)
         f"{config.critic_hidden_sizes}, batch {config.batch_size}, {updates} gradient steps and "
         f"{config.num_rollouts_per_iter} meta-episodes per iteration), one stacked ensemble "
         f"against {num_tasks} single-task agents one after another; median of {rounds} "
-        f"interleaved round(s). Work = env steps + gradient updates, summed over tasks.",
+        f"round(s), each alternating the single agents with parts of the ensemble's "
+        "iteration. Work = env steps + gradient updates, summed over tasks.",
         "",
         *table(["", "work per second (wall)", "work per second (CPU time)"], [
             [f"batched ensemble, K = {num_tasks}", f"{rates['batched']:,.0f}",
