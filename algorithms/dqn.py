@@ -51,7 +51,7 @@ class DQN:
             self.device
         )
         self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.q_network.parameters(), lr=lr, fused=True)
+        self.optimizer = torch.optim.Adam(self.q_network.parameters(), lr=lr)
         self.num_updates = 0
 
     @torch.no_grad()

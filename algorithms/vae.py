@@ -35,9 +35,7 @@ class VAETrainer:
         max_grad_norm: float | None = None,
     ) -> None:
         self.vae = vae
-        parameters = list(vae.parameters())
-        self.optimizer = torch.optim.Adam(parameters, lr=lr, fused=all(
-            parameter.device.type in ("cpu", "cuda") for parameter in parameters))
+        self.optimizer = torch.optim.Adam(vae.parameters(), lr=lr)
         self.weights = {"reward": reward_loss_weight, "state": state_loss_weight,
                         "kl": kl_weight, "task": task_loss_weight}
         self.kl_to_gauss_prior = kl_to_gauss_prior

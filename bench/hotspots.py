@@ -47,7 +47,7 @@ FIXES = [
     "several times slower for stacks of 2 or more members",
     "the policy's mean and log-std heads are one layer; log pi reuses the drawn noise",
     "metrics leave the device in one copy per update instead of one `.item()` per metric; "
-    "Polyak averaging is one multi-tensor `lerp_`; DQN and the VAE use fused Adam",
+    "Polyak averaging is one multi-tensor `lerp_`",
     "the policy step back-propagates into the policy's parameters only (`backward(inputs=...)`)",
 ]
 
