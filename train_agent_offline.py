@@ -49,6 +49,7 @@ from utils.rollouts import evaluation_scalars
 from utils.runs import RunDirectory, find_run, run_path
 from utils.seeding import (
     evaluation_seeds,
+    keep_freed_memory,
     resolve_device,
     seed_everything,
     set_torch_threads,
@@ -92,6 +93,8 @@ def main(config: OfflineConfig) -> Path:
     get_spec(config.env_type)  # an unknown env-type stops here, before anything is loaded
     device = resolve_device(config.device)
     set_torch_threads(config.torch_threads)
+    if config.reuse_freed_memory:
+        keep_freed_memory()
     seed_everything(config.seed)
 
     vae_run = find_run(config.vae_run, config.runs_dir, "vae", config.env_type)

@@ -54,6 +54,7 @@ from utils.rollouts import (
 )
 from utils.runs import RunDirectory, code_version, run_path
 from utils.seeding import (
+    keep_freed_memory,
     parse_seeds,
     resolve_device,
     seed_everything,
@@ -110,6 +111,8 @@ def main(config: DataCollectionConfig) -> Path:
     num_tasks, replicas = len(seeds), config.num_rollouts_per_iter
     device = resolve_device(config.device)
     set_torch_threads(config.torch_threads)
+    if config.reuse_freed_memory:
+        keep_freed_memory()
     seed_everything(config.seed)
     episodes_per_task = config.episodes_per_task or spec.episodes_per_task
     env_options = resolve_options(config.env_type, config.environment_options())

@@ -10,9 +10,12 @@ from torch import nn
 
 @torch.no_grad()
 def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    """theta_target <- (1 - tau) theta_target + tau theta_source, for every parameter."""
-    for target_parameter, parameter in zip(target.parameters(), source.parameters(), strict=True):
-        target_parameter.lerp_(parameter, tau)
+    """theta_target <- (1 - tau) theta_target + tau theta_source, for every parameter (one
+    multi-tensor operation)."""
+    targets, sources = list(target.parameters()), list(source.parameters())
+    if len(targets) != len(sources):
+        raise ValueError("polyak_update needs networks with the same parameters")
+    torch._foreach_lerp_(targets, sources, tau)
 
 
 @torch.no_grad()
@@ -30,10 +33,19 @@ def clip_member_grad_norm(parameters: Iterable[nn.Parameter], max_norm: float) -
 
 def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float | None
          ) -> None:
-    """Zero the gradients, back-propagate ``loss``, clip per member if asked, and step."""
+    """Zero the gradients, back-propagate ``loss`` into the optimiser's parameters only (no
+    gradient is computed for any other network the loss passes through), clip per member if
+    asked, and step."""
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    loss.backward(inputs=[parameter for group in optimizer.param_groups
+                          for parameter in group["params"]])
     if max_grad_norm is not None:
         for group in optimizer.param_groups:
             clip_member_grad_norm(group["params"], max_grad_norm)
     optimizer.step()
+
+
+def to_floats(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Scalar tensors to floats with one device-to-host copy for all of them."""
+    values = torch.stack([value.detach().float().reshape(()) for value in metrics.values()])
+    return dict(zip(metrics, values.tolist(), strict=True))

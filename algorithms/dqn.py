@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from algorithms.common import polyak_update, step
+from algorithms.common import polyak_update, step, to_floats
 from models.ensemble import EnsembleMLP
 
 Batch = dict[str, torch.Tensor]
@@ -77,15 +77,15 @@ class DQN:
                                                                               keepdim=True).values
             targets = batch["rewards"] + self.gamma * (1.0 - batch["terminations"]) * next_values
         loss = (q_values - targets).pow(2).mean(dim=(1, 2)).sum()
-        metrics = {"q_loss": loss.item() / self.num_members, "q_value": q_values.mean().item()}
+        metrics = {"q_loss": loss.detach() / self.num_members, "q_value": q_values.detach().mean()}
         if self.cql_alpha > 0:
             penalty = torch.logsumexp(all_q_values, dim=-1, keepdim=True) - q_values
             loss = loss + self.cql_alpha * penalty.mean(dim=(1, 2)).sum()
-            metrics["cql_penalty"] = penalty.mean().item()
+            metrics["cql_penalty"] = penalty.detach().mean()
         step(self.optimizer, loss, self.max_grad_norm)
         polyak_update(self.target_network, self.q_network, self.tau)
         self.num_updates += 1
-        return metrics
+        return to_floats(metrics)
 
     def state_dict(self) -> dict[str, Any]:
         return {

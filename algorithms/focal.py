@@ -370,9 +370,10 @@ class FOCAL(FocalBase):
 
         # 4. V and the policy, against the updated critics.
         mean, log_std = self.policy(observations, detached)
-        pre_tanh = mean + log_std.exp() * torch.randn_like(mean)
+        noise = torch.randn_like(mean)
+        pre_tanh = mean + log_std.exp() * noise
         new_actions = torch.tanh(pre_tanh)
-        log_probs = tanh_gaussian_log_prob(pre_tanh, mean, log_std)
+        log_probs = tanh_gaussian_log_prob(pre_tanh, mean, log_std, noise)
         entropy_terms = log_probs if settings.max_entropy else torch.zeros_like(log_probs)
         self.q_networks.requires_grad_(False)
         self.dual_critic.requires_grad_(False)

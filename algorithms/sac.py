@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from algorithms.common import polyak_update, step
+from algorithms.common import polyak_update, step, to_floats
 from models.ensemble import EnsembleMLP
 from models.policies import TanhGaussianPolicy
 
@@ -125,17 +125,15 @@ class SAC:
         polyak_update(self.target_critic, self.critic, self.tau)
 
         new_actions, log_probs = self.policy.sample(observations)
-        self.critic.requires_grad_(False)
         new_values = self.q_values(self.critic, observations, new_actions).min(dim=0).values
         policy_loss = (alpha * log_probs - new_values).mean(dim=(1, 2)).sum()
-        step(self.policy_optimizer, policy_loss, self.max_grad_norm)
-        self.critic.requires_grad_(True)
+        step(self.policy_optimizer, policy_loss, self.max_grad_norm)  # no critic gradients
 
         metrics = {
-            "critic_loss": critic_loss.item() / (2 * self.num_members),
-            "policy_loss": policy_loss.item() / self.num_members,
-            "q_value": q_values.mean().item(),
-            "log_prob": log_probs.mean().item(),
+            "critic_loss": critic_loss.detach() / (2 * self.num_members),
+            "policy_loss": policy_loss.detach() / self.num_members,
+            "q_value": q_values.detach().mean(),
+            "log_prob": log_probs.detach().mean(),
         }
         if self.alpha_optimizer is not None:
             alpha_loss = -(self.log_alpha * (log_probs.detach() + self.target_entropy)).mean(
@@ -143,12 +141,12 @@ class SAC:
             self.alpha_optimizer.zero_grad(set_to_none=True)
             alpha_loss.backward()
             self.alpha_optimizer.step()
-            metrics["alpha_loss"] = alpha_loss.item() / self.num_members
-        metrics["alpha"] = self.alpha.mean().item()
+            metrics["alpha_loss"] = alpha_loss.detach() / self.num_members
+        metrics["alpha"] = self.alpha.mean()
         if cql_penalty is not None:
-            metrics["cql_penalty"] = cql_penalty.mean().item()
+            metrics["cql_penalty"] = cql_penalty.detach().mean()
         self.num_updates += 1
-        return metrics
+        return to_floats(metrics)
 
     def cql_penalty(self, observations: torch.Tensor, next_observations: torch.Tensor,
                     q_values: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from algorithms.common import to_floats
 from models.vae import VAE
 from utils.config import load_saved_config
 from utils.errors import UserError
@@ -59,10 +60,10 @@ class VAETrainer:
             torch.nn.utils.clip_grad_norm_(self.vae.parameters(), self.max_grad_norm)
         self.optimizer.step()
         self.num_updates += 1
-        metrics = {"loss": total.item()}
-        metrics.update({f"{name}_loss" if name != "kl" else "kl": value.mean().item()
+        metrics = {"loss": total.detach()}
+        metrics.update({f"{name}_loss" if name != "kl" else "kl": value.detach().mean()
                         for name, value in terms.items()})
-        return metrics
+        return to_floats(metrics)
 
     def state_dict(self) -> dict[str, Any]:
         return {"vae": self.vae.state_dict(), "optimizer": self.optimizer.state_dict(),

@@ -9,41 +9,27 @@ control step, in microseconds, for:
 - bare physics: a loop of ``mj_step(model, data, nstep=5)`` on our model, the floor for any wrapper;
 
 and the ratios ours / raw gymnasium (target: at most 1.3). Every run resets after 200 steps and
-uses the same pre-drawn random actions; each figure is the best of ``--repeats`` runs.
+uses the same pre-drawn random actions; each figure is the best of ``--repeats`` runs, the runners
+taking turns within a round.
 
-Example: ``python bench/env_step.py --steps 3000 --copies 16``
+Example: ``python -m bench.env_step --steps 3000 --copies 16`` (or ``--quick``)
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
-
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gymnasium
 import mujoco
+import numpy as np
+import torch
 
+from bench.common import Section, cpu_model, table
 from environments.registry import make_batched_env
 
 EPISODE_STEPS = 200
-
-
-def device_name() -> str:
-    """The CPU model (this benchmark runs on the CPU only)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def gymnasium_runner(env_id: str, actions: np.ndarray) -> tuple[Callable[[], None], int]:
@@ -107,39 +93,47 @@ def best_seconds_per_step(
     return best
 
 
+def run(quick: bool, device: torch.device, steps: int = 3000, copies: int = 16,
+        repeats: int = 5) -> Section:
+    """Our MuJoCo step against gymnasium's (CPU only; ``device`` is not used)."""
+    if quick:
+        steps, copies, repeats = 40, 2, 1
+    rng = np.random.default_rng(0)
+    rows, headlines = [], {}
+    for ours, raw, action_dim in [("cheetah_vel", "HalfCheetah-v5", 6), ("ant_dir", "Ant-v5", 8)]:
+        actions = rng.uniform(-1.0, 1.0, size=(steps, action_dim)).astype(np.float32)
+        seconds = best_seconds_per_step({
+            "raw": gymnasium_runner(raw, actions),
+            "single": ours_runner(ours, actions, 1),
+            "batched": ours_runner(ours, actions, copies),
+            "physics": physics_runner(ours, actions),
+        }, repeats)
+        raw_seconds = seconds["raw"]
+        rows.append([f"{ours} / {raw}", f"{raw_seconds * 1e6:.1f}",
+                     f"{seconds['single'] * 1e6:.1f} ({seconds['single'] / raw_seconds:.2f})",
+                     f"{seconds['batched'] * 1e6:.1f} ({seconds['batched'] / raw_seconds:.2f})",
+                     f"{seconds['physics'] * 1e6:.1f} ({seconds['physics'] / raw_seconds:.2f})"])
+        headlines[f"{ours} step / gymnasium {raw}"] = f"{seconds['single'] / raw_seconds:.2f}"
+    lines = [
+        f"`python -m bench.env_step`: microseconds per copy and control step (ratio to raw "
+        f"gymnasium in brackets; target at most 1.3), best of {repeats} rounds of {steps} steps, "
+        f"on the CPU ({cpu_model()}), mujoco {mujoco.__version__}, gymnasium "
+        f"{gymnasium.__version__}.", "",
+        *table(["ours / gymnasium", "raw gymnasium", "ours, K = 1", f"ours, K = {copies}",
+                "bare mj_step"], rows),
+    ]
+    return Section("Environments: our MuJoCo step against raw gymnasium", lines, headlines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3000, help="control steps per run")
     parser.add_argument("--copies", type=int, default=16, help="K for the vectorised run")
     parser.add_argument("--repeats", type=int, default=5, help="runs per figure (best kept)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     args = parser.parse_args()
-
-    print(
-        f"device: {device_name()} (CPU), mujoco {mujoco.__version__}, "
-        f"gymnasium {gymnasium.__version__}"
-    )
-    rng = np.random.default_rng(0)
-    for ours, raw, action_dim in [("cheetah_vel", "HalfCheetah-v5", 6), ("ant_dir", "Ant-v5", 8)]:
-        actions = rng.uniform(-1.0, 1.0, size=(args.steps, action_dim)).astype(np.float32)
-        seconds = best_seconds_per_step(
-            {
-                "raw": gymnasium_runner(raw, actions),
-                "single": ours_runner(ours, actions, 1),
-                "batched": ours_runner(ours, actions, args.copies),
-                "physics": physics_runner(ours, actions),
-            },
-            args.repeats,
-        )
-        raw_seconds = seconds["raw"]
-        print(f"\n{ours} vs gymnasium {raw} (microseconds per copy-step)")
-        print(f"  raw gymnasium {raw:16s} {raw_seconds * 1e6:8.1f}")
-        rows = [
-            ("ours, K = 1", seconds["single"]),
-            (f"ours, K = {args.copies}", seconds["batched"]),
-            ("bare mj_step on our model", seconds["physics"]),
-        ]
-        for label, value in rows:
-            print(f"  {label:30s} {value * 1e6:8.1f}   ratio {value / raw_seconds:.2f}")
+    section = run(args.quick, torch.device("cpu"), args.steps, args.copies, args.repeats)
+    print(section.markdown())
 
 
 if __name__ == "__main__":

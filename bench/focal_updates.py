@@ -4,7 +4,7 @@ chosen device, with and without BRAC; and, side by side, the vectorised distance
 against a per-pair Python loop.
 
 Run: python -m bench.focal_updates [--env-type sparse-point-robot] [--device auto]
-     [--updates 20] [--torch-threads 1]
+     [--updates 20] [--torch-threads 1] [--quick]
 The data are synthetic trajectories with the env's observation and action sizes (no dataset needed).
 """
 
@@ -15,37 +15,16 @@ import dataclasses
 import itertools
 import time
 
-import numpy as np
 import torch
 
 from algorithms.focal import FOCAL, FocalHyperparameters, metric_loss
 from algorithms.focal_data import OfflineTaskData
+from bench.common import Section, device_description, table
+from bench.stage_windows import synthetic_datasets
 from environments.registry import make_batched_env
 from utils.config import load_config
-from utils.datasets import FORMAT_VERSION, TaskDataset
-from utils.seeding import resolve_device, set_torch_threads
+from utils.seeding import keep_freed_memory, resolve_device, set_torch_threads
 from utils.stage_configs import FocalConfig
-
-
-def synthetic_datasets(num_tasks: int, observation_dim: int, action_dim: int,
-                       num_trajectories: int, horizon: int) -> list[TaskDataset]:
-    """Random trajectories with the layout of stage-1 datasets."""
-    rng = np.random.default_rng(0)
-    datasets = []
-    for task in range(num_tasks):
-        def steps(dim: int) -> np.ndarray:
-            return rng.standard_normal((num_trajectories, horizon, dim)).astype(np.float32)
-
-        truncations = np.zeros((num_trajectories, horizon, 1), dtype=np.float32)
-        truncations[:, -1] = 1.0
-        datasets.append(TaskDataset(
-            observations=steps(observation_dim), actions=np.tanh(steps(action_dim)),
-            rewards=steps(1), next_observations=steps(observation_dim),
-            terminations=np.zeros_like(truncations), truncations=truncations,
-            lengths=np.full(num_trajectories, horizon, dtype=np.int64),
-            training_steps=np.zeros(num_trajectories, dtype=np.int64), task=np.array([task]),
-            meta={"format_version": FORMAT_VERSION}, sparse_rewards=steps(1)))
-    return datasets
 
 
 def updates_per_second(config: FocalConfig, data: OfflineTaskData, updates: int,
@@ -105,6 +84,55 @@ def metric_loss_seconds(meta_batch: int, latent_size: int, repeats: int, device:
     return timings[0], timings[1]
 
 
+QUICK_SETTINGS = {"num_train_tasks": 4, "meta_batch": 2, "batch_size": 8,
+                  "embedding_batch_size": 4, "net_size": 16, "context_hidden_sizes": [16]}
+
+
+def run(quick: bool, device: torch.device, env_types: tuple[str, ...] = ("sparse-point-robot",
+                                                                       "cheetah-vel"),
+        updates: int = 20) -> Section:
+    """Updates per second at each env's FOCAL settings, with and without BRAC, and the metric
+    loss against its pair loop; quick: one env at tiny sizes, 2 updates."""
+    if quick:
+        env_types, updates = env_types[:1], 2
+    rows, headlines, metric_rows = [], {}, []
+    for env_type in env_types:
+        config = load_config(FocalConfig, ["--env-type", env_type], config_dir="configs")
+        if quick:
+            config = dataclasses.replace(config, **QUICK_SETTINGS)
+        env = make_batched_env(config.env_type, 1)
+        observation_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
+        env.close()
+        data = OfflineTaskData(
+            synthetic_datasets(config.num_train_tasks, observation_dim, action_dim, 10,
+                               config.max_path_length),
+            ["synthetic"] * config.num_train_tasks, config.sparse_rewards, False,
+            config.use_next_obs_in_context, device)
+        for brac in (True, False):
+            setting = dataclasses.replace(config, use_brac=brac)
+            rate = updates_per_second(setting, data, updates, device)
+            label = f"with BRAC (c_iter {config.c_iter})" if brac else "without BRAC"
+            rows.append([env_type, label, f"{rate:,.2f}",
+                         f"{rate * config.meta_batch * config.batch_size:,.0f}"])
+            headlines[f"FOCAL {env_type} updates/s, {label}"] = f"{rate:,.2f}"
+        vectorised, looped = metric_loss_seconds(config.meta_batch, config.latent_size,
+                                                 2 if quick else 20, device)
+        metric_rows.append([env_type, str(config.meta_batch), f"{vectorised * 1e3:.2f}",
+                            f"{looped * 1e3:.2f}", f"{looped / vectorised:.1f}x"])
+    settings = "; ".join(
+        f"{env_type}: its `configs/{env_type}.json`" for env_type in env_types)
+    lines = [
+        f"`python -m bench.focal_updates`: one FOCAL update = encoder and metric loss, c_iter "
+        f"dual-critic steps (with BRAC), twin Q, V and policy, sampling included, on synthetic "
+        f"data with each env's sizes ({settings}); {updates} timed updates after 3 warm-up "
+        "updates.", "",
+        *table(["env", "setting", "updates per second", "RL transitions per second"], rows),
+        "", "Metric loss forward + backward, vectorised against the pair loop:", "",
+        *table(["env", "meta-batch", "vectorised ms", "pair loop ms", "ratio"], metric_rows),
+    ]
+    return Section("FOCAL: updates per second", lines, headlines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env-type", default="sparse-point-robot")
@@ -112,35 +140,13 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=20)
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="CPU threads of PyTorch (0: its default), as --torch-threads")
+    parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     arguments = parser.parse_args()
+    keep_freed_memory()
+    set_torch_threads(arguments.torch_threads)
     device = resolve_device(arguments.device)
-    config = load_config(FocalConfig, ["--env-type", arguments.env_type,
-                                       "--torch-threads", str(arguments.torch_threads)],
-                         config_dir="configs")
-    set_torch_threads(config.torch_threads)
-    env = make_batched_env(config.env_type, 1)
-    observation_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    env.close()
-    data = OfflineTaskData(
-        synthetic_datasets(config.num_train_tasks, observation_dim, action_dim, 10,
-                           config.max_path_length),
-        ["synthetic"] * config.num_train_tasks, config.sparse_rewards, False,
-        config.use_next_obs_in_context, device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (
-        f"CPU, {torch.get_num_threads()} threads")
-    print(f"device: {name}; {config.env_type} settings: T = {config.meta_batch}, "
-          f"B = {config.batch_size}, N = {config.embedding_batch_size}, width "
-          f"{config.net_size}, L = {config.latent_size}, BRAC {config.use_brac}")
-    for brac in (config.use_brac, not config.use_brac):
-        setting = dataclasses.replace(config, use_brac=brac)
-        rate = updates_per_second(setting, data, arguments.updates, device)
-        label = f"with BRAC (c_iter {config.c_iter})" if brac else "without BRAC"
-        transitions = rate * config.meta_batch * config.batch_size
-        print(f"FOCAL updates, {label:19s}: {rate:8.1f} per second "
-              f"({transitions:,.0f} RL transitions/s)")
-    vectorised, looped = metric_loss_seconds(config.meta_batch, config.latent_size, 20, device)
-    print(f"metric loss T = {config.meta_batch}: vectorised {vectorised * 1e3:.2f} ms, pair loop "
-          f"{looped * 1e3:.2f} ms (forward + backward); ratio {looped / vectorised:.1f}x")
+    print(device_description(device))
+    print(run(arguments.quick, device, (arguments.env_type,), arguments.updates).markdown())
 
 
 if __name__ == "__main__":

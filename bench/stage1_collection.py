@@ -2,8 +2,13 @@
 agents trained one after another, with the semi-circle's settings (networks [32, 32], 2
 meta-episodes of 120 steps and 500 gradient steps of batch 256 per iteration).
 
-Run: python -m bench.stage1_collection [--num-tasks 16] [--iterations 2] [--device cpu]
-Throughput counts environment steps plus gradient updates per second, summed over tasks.
+Each round runs one training iteration (collection, then the gradient steps) of the ensemble and
+one iteration of each single agent, in turns: the ensemble's iteration is cut into K parts that
+alternate with the K single agents, so both sides see the same machine; the figures are medians
+over the rounds (after one untimed round). Throughput counts environment steps plus gradient
+updates per second, summed over tasks.
+
+Run: python -m bench.stage1_collection [--num-tasks 16] [--rounds 3] [--device cpu] [--quick]
 """
 
 from __future__ import annotations
@@ -15,69 +20,148 @@ import numpy as np
 import torch
 
 from algorithms.agents import act, make_agent
+from bench.common import Section, Timing, device_description, format_ratio, synchronise, table
 from environments.bamdp import BatchedBAMDP
 from environments.registry import make_batched_env
 from utils.config import load_config
 from utils.replay import FIELDS, EnsembleReplayBuffer
 from utils.rollouts import collect_meta_episodes
-from utils.seeding import resolve_device, set_torch_threads
+from utils.seeding import keep_freed_memory, resolve_device, set_torch_threads
 from utils.stage_configs import DataCollectionConfig
 
+ENV_TYPE = "point_robot_sparse"
 
-def iteration_throughput(seeds: list[int], config: DataCollectionConfig, iterations: int,
-                         device: torch.device) -> float:
-    """Env steps + updates per second, summed over the tasks of ``seeds`` trained together."""
-    num_tasks, replicas = len(seeds), config.num_rollouts_per_iter
-    bamdp = BatchedBAMDP(make_batched_env(config.env_type, num_tasks * replicas,
-                                          config.env_options), 2)
-    tasks = np.stack([bamdp.env.task_from_seed(seed) for seed in seeds])
-    bamdp.set_tasks(np.repeat(tasks, replicas, axis=0))
-    agent = make_agent(config, num_tasks, bamdp.observation_dim, bamdp.action_space, device)
-    dims = {"observations": bamdp.observation_dim, "actions": 2, "rewards": 1,
-            "next_observations": bamdp.observation_dim, "terminations": 1}
-    buffer = EnsembleReplayBuffer(num_tasks, 20 * bamdp.trajectory_len * replicas, dims, device)
-    members = np.repeat(np.arange(num_tasks), replicas)
-    rng = np.random.default_rng(0)
-    batch = collect_meta_episodes(bamdp, lambda obs: rng.uniform(-1, 1, (len(obs), 2)))
-    buffer.add_trajectories({name: getattr(batch, name) for name in FIELDS}, batch.lengths,
-                            members)
-    started, work = time.perf_counter(), 0
-    for _ in range(iterations):
-        batch = collect_meta_episodes(bamdp, lambda obs: act(agent, obs, num_tasks, False))
-        buffer.add_trajectories({name: getattr(batch, name) for name in FIELDS}, batch.lengths,
-                                members)
-        for _ in range(config.rl_updates_per_iter):
-            agent.update(buffer.sample(config.batch_size))
-        work += int(batch.lengths.sum()) + config.rl_updates_per_iter * num_tasks
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return work / (time.perf_counter() - started)
+
+class CollectionLoop:
+    """The stage-1 training loop of ``train_single_agent.py`` for the tasks of ``seeds``, without
+    saving: a stacked agent, R copies of the env per task and a replay buffer per task."""
+
+    def __init__(self, seeds: list[int], config: DataCollectionConfig, updates: int,
+                 device: torch.device) -> None:
+        self.num_tasks, replicas = len(seeds), config.num_rollouts_per_iter
+        self.config, self.updates = config, updates
+        self.bamdp = BatchedBAMDP(make_batched_env(config.env_type, self.num_tasks * replicas,
+                                                   config.env_options), 2)
+        tasks = np.stack([self.bamdp.env.task_from_seed(seed) for seed in seeds])
+        self.bamdp.set_tasks(np.repeat(tasks, replicas, axis=0))
+        self.bamdp.seed([seed * replicas + replica for seed in seeds
+                         for replica in range(replicas)])
+        action_dim = self.bamdp.action_space.shape[0]
+        self.agent = make_agent(config, self.num_tasks, self.bamdp.observation_dim,
+                                self.bamdp.action_space, device)
+        dims = {"observations": self.bamdp.observation_dim, "actions": action_dim, "rewards": 1,
+                "next_observations": self.bamdp.observation_dim, "terminations": 1}
+        self.buffer = EnsembleReplayBuffer(self.num_tasks, 20 * self.bamdp.trajectory_len
+                                           * replicas, dims, device)
+        self.members = np.repeat(np.arange(self.num_tasks), replicas)
+        self.sampler = torch.Generator(device=device)
+        self.sampler.manual_seed(seeds[0])
+        rng = np.random.default_rng(seeds[0])
+        self.collect(lambda observations: rng.uniform(-1, 1, (len(observations), action_dim)))
+
+    def collect(self, policy) -> int:
+        batch = collect_meta_episodes(self.bamdp, policy)
+        self.buffer.add_trajectories({name: getattr(batch, name) for name in FIELDS},
+                                     batch.lengths, self.members)
+        return int(batch.lengths.sum())
+
+    def iteration_part(self, part: int, parts: int) -> int:
+        """Part ``part`` of ``parts`` of one training iteration (the collection, then an equal
+        share of the gradient steps); returns the env steps plus member updates it made."""
+        steps = 0
+        if part == 0:
+            steps = self.collect(lambda observations: act(self.agent, observations,
+                                                          self.num_tasks, False))
+        updates = self.updates * (part + 1) // parts - self.updates * part // parts
+        for _ in range(updates):
+            self.agent.update(self.buffer.sample(self.config.batch_size, self.sampler))
+        return steps + updates * self.num_tasks
+
+    def iteration(self) -> int:
+        """One training iteration; returns the env steps plus member updates it made."""
+        return self.iteration_part(0, 1)
+
+
+def alternate(batched: CollectionLoop, singles: list[CollectionLoop], rounds: int,
+              device: torch.device) -> tuple[dict[str, Timing], dict[str, int]]:
+    """Per round, one iteration of every single agent and one of the ensemble, cut into as many
+    parts as there are single agents and run in turns with them (fine-grained alternation), after
+    a first untimed round; returns the timings per round and the work of one round."""
+    timings = {"batched": Timing(), "sequential": Timing()}
+    work = {"batched": 0, "sequential": 0}
+    for round_index in range(rounds + 1):
+        spent = {name: [0.0, 0.0] for name in timings}
+        for part, single in enumerate(singles):
+            for name, function in (("sequential", single.iteration),
+                                   ("batched", lambda part=part: batched.iteration_part(
+                                       part, len(singles)))):
+                synchronise(device)
+                wall, cpu = time.perf_counter(), time.process_time()
+                done = function()
+                synchronise(device)
+                spent[name][0] += time.perf_counter() - wall
+                spent[name][1] += time.process_time() - cpu
+                if round_index == 0:
+                    work[name] += done
+        if round_index > 0:
+            for name, (wall, cpu) in spent.items():
+                timings[name].wall.append(wall)
+                timings[name].cpu.append(cpu)
+    return timings, work
+
+
+def run(quick: bool, device: torch.device, num_tasks: int = 16, rounds: int = 3) -> Section:
+    """Batched against sequential throughput; quick: 2 tasks, 2 updates, one round."""
+    config = load_config(DataCollectionConfig, ["--env-type", ENV_TYPE],
+                         config_dir="data_collection_config")
+    set_torch_threads(config.torch_threads)
+    if quick:
+        num_tasks, rounds, updates = 2, 1, 2
+    else:
+        updates = config.rl_updates_per_iter
+    seeds = list(range(num_tasks))
+    torch.manual_seed(0)
+    batched = CollectionLoop(seeds, config, updates, device)
+    singles = [CollectionLoop([seed], config, updates, device) for seed in seeds]
+    timings, work = alternate(batched, singles, rounds, device)
+    rates = {name: work[name] / timing.wall_median for name, timing in timings.items()}
+    cpu_rates = {name: work[name] / timing.cpu_median for name, timing in timings.items()}
+    speedup = (rates["batched"] / rates["sequential"],
+               cpu_rates["batched"] / cpu_rates["sequential"])
+    lines = [
+        f"`python -m bench.stage1_collection`: {num_tasks} {ENV_TYPE} agents (SAC, networks "
+        f"{config.critic_hidden_sizes}, batch {config.batch_size}, {updates} gradient steps and "
+        f"{config.num_rollouts_per_iter} meta-episodes per iteration), one stacked ensemble "
+        f"against {num_tasks} single-task agents one after another; median of {rounds} "
+        f"round(s), each alternating the single agents with parts of the ensemble's "
+        "iteration. Work = env steps + gradient updates, summed over tasks.",
+        "",
+        *table(["", "work per second (wall)", "work per second (CPU time)"], [
+            [f"batched ensemble, K = {num_tasks}", f"{rates['batched']:,.0f}",
+             f"{cpu_rates['batched']:,.0f}"],
+            [f"{num_tasks} sequential agents", f"{rates['sequential']:,.0f}",
+             f"{cpu_rates['sequential']:,.0f}"],
+        ]),
+        "",
+        f"**Batched vs sequential: {format_ratio(speedup, device)}** (target: 8x on 2 CPU "
+        "cores).",
+    ]
+    return Section("Stage 1: batched vs sequential collection", lines,
+                   {f"stage-1 batched vs sequential (K = {num_tasks})": f"{speedup[0]:.1f}x"})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-tasks", type=int, default=16)
-    parser.add_argument("--iterations", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     arguments = parser.parse_args()
+    keep_freed_memory()
     device = resolve_device(arguments.device)
-    config = load_config(DataCollectionConfig, ["--env-type", "point_robot_sparse"],
-                         config_dir="data_collection_config")
-    set_torch_threads(config.torch_threads)
-    seeds = list(range(arguments.num_tasks))
-    torch.manual_seed(0)
-    batched = iteration_throughput(seeds, config, arguments.iterations, device)
-    sequential_time = 0.0
-    for seed in seeds:
-        rate = iteration_throughput([seed], config, arguments.iterations, device)
-        sequential_time += 1.0 / rate
-    sequential = len(seeds) / sequential_time
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (
-        f"CPU, {torch.get_num_threads()} threads")
-    print(f"device: {name}; point_robot_sparse settings, K = {len(seeds)} tasks")
-    print(f"batched ensemble : {batched:10,.0f} env steps + updates per second (all tasks)")
-    print(f"sequential agents: {sequential:10,.0f} env steps + updates per second (all tasks)")
-    print(f"ratio            : {batched / sequential:10.1f}x")
+    section = run(arguments.quick, device, arguments.num_tasks, arguments.rounds)
+    print(device_description(device))
+    print(section.markdown())
 
 
 if __name__ == "__main__":

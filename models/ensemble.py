@@ -40,7 +40,13 @@ class EnsembleLinear(nn.Module):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         leading = inputs.shape[1:-1]
         flat = inputs.reshape(self.num_members, -1, self.input_dim)
-        outputs = torch.baddbmm(self.bias, flat, self.weight)
+        if self.output_dim == 1 and self.num_members > 1 and flat.device.type == "cpu":
+            # One output column: a dot product per row. On CPU a batched matrix-vector product
+            # through bmm is several times slower (bench/results.md, "hot spots").
+            weight = self.weight.view(self.num_members, 1, self.input_dim)
+            outputs = torch.linalg.vecdot(flat, weight).unsqueeze(-1) + self.bias
+        else:
+            outputs = torch.baddbmm(self.bias, flat, self.weight)
         return outputs.reshape(self.num_members, *leading, self.output_dim)
 
 

@@ -46,8 +46,11 @@ class TaskConditionedPolicy(nn.Module):
                deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Actions (..., A), reparameterised (tanh(mean) if deterministic), and log pi (..., 1)."""
         mean, log_std = self(observations, latents)
-        pre_tanh = mean if deterministic else mean + log_std.exp() * torch.randn_like(mean)
-        return torch.tanh(pre_tanh), tanh_gaussian_log_prob(pre_tanh, mean, log_std)
+        if deterministic:
+            return torch.tanh(mean), tanh_gaussian_log_prob(mean, mean, log_std)
+        noise = torch.randn_like(mean)
+        pre_tanh = mean + log_std.exp() * noise
+        return torch.tanh(pre_tanh), tanh_gaussian_log_prob(pre_tanh, mean, log_std, noise)
 
 
 class TwinQNetwork(nn.Module):

@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from algorithms.agents import epsilon_at
+from algorithms.common import step, to_floats
 from algorithms.dqn import DQN
 from algorithms.sac import SAC
-from models.ensemble import EnsembleMLP, member_state
+from models.ensemble import EnsembleLinear, EnsembleMLP, member_state
+from models.policies import tanh_gaussian_log_prob
 from utils.replay import EnsembleReplayBuffer
 from utils.stage_configs import DataCollectionConfig
 
@@ -268,3 +270,66 @@ def test_sac_cql_lowers_q_values_of_actions_absent_from_the_data():
     without, with_cql = gap_after_training(0.0), gap_after_training(5.0)
     assert abs(without) < 0.5  # plain SAC: no reason to rank unseen actions lower
     assert with_cql < -2.0  # CQL pushes the unseen action's value well below the data's
+
+
+def test_one_output_ensemble_layer_equals_the_batched_matrix_product():
+    # The CPU path of a one-output layer with several members is a dot product per row; it must
+    # give the values and gradients of baddbmm.
+    torch.manual_seed(0)
+    layer = EnsembleLinear(3, 6, 1)
+    layer.init_uniform(0.5)
+    inputs = torch.randn(3, 4, 5, 6, requires_grad=True)
+    outputs = layer(inputs)
+    reference = torch.baddbmm(layer.bias, inputs.reshape(3, 20, 6), layer.weight).reshape(
+        3, 4, 5, 1)
+    torch.testing.assert_close(outputs, reference)
+    weights = torch.randn_like(outputs)
+    gradients = torch.autograd.grad((outputs * weights).sum(), [inputs, layer.weight,
+                                                                layer.bias])
+    expected = torch.autograd.grad((reference * weights).sum(), [inputs, layer.weight,
+                                                                 layer.bias])
+    for gradient, reference_gradient in zip(gradients, expected, strict=True):
+        torch.testing.assert_close(gradient, reference_gradient)
+
+
+def test_log_prob_from_the_drawn_noise_equals_the_recomputed_one():
+    torch.manual_seed(0)
+    mean = torch.randn(2, 5, 3, requires_grad=True)
+    log_std = torch.randn(2, 5, 3).clamp(-2, 1).requires_grad_(True)
+    noise = torch.randn(2, 5, 3)
+    pre_tanh = mean + log_std.exp() * noise
+    given = tanh_gaussian_log_prob(pre_tanh, mean, log_std, noise)
+    recomputed = tanh_gaussian_log_prob(pre_tanh, mean, log_std)
+    torch.testing.assert_close(given, recomputed)
+    # by hand: sum_i [-u_i^2/2 - log sigma_i - log(2 pi)/2 - log(1 - tanh(p_i)^2)]
+    by_hand = (-0.5 * noise**2 - log_std - 0.5 * np.log(2 * np.pi)
+               - torch.log(1 - torch.tanh(pre_tanh) ** 2)).sum(-1, keepdim=True)
+    torch.testing.assert_close(given, by_hand, rtol=1e-4, atol=1e-4)
+    for first, second in zip(torch.autograd.grad(given.sum(), [mean, log_std],
+                                                 retain_graph=True),
+                             torch.autograd.grad(recomputed.sum(), [mean, log_std]),
+                             strict=True):
+        torch.testing.assert_close(first, second)
+
+
+def test_sac_policy_step_computes_no_critic_gradients():
+    torch.manual_seed(0)
+    agent = make_sac(2)
+    agent.update(sac_batch(2))
+    # the critic's gradients are those of its own step; the policy step added nothing to them
+    critic_gradients = {name: parameter.grad.clone()
+                        for name, parameter in agent.critic.named_parameters()}
+    agent.policy_optimizer.zero_grad(set_to_none=True)
+    observations = sac_batch(2)["observations"]
+    new_actions, log_probs = agent.policy.sample(observations)
+    values = agent.q_values(agent.critic, observations, new_actions).min(dim=0).values
+    step(agent.policy_optimizer, (log_probs - values).mean(), None)
+    for name, parameter in agent.critic.named_parameters():
+        torch.testing.assert_close(parameter.grad, critic_gradients[name])
+    assert all(parameter.grad is not None for parameter in agent.policy.parameters())
+
+
+def test_metrics_become_floats_in_one_copy():
+    values = {"a": torch.tensor(1.5), "b": torch.tensor([2.0]),
+              "c": torch.tensor(3, dtype=torch.int64)}
+    assert to_floats(values) == {"a": 1.5, "b": 2.0, "c": 3.0}

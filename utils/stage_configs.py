@@ -24,6 +24,9 @@ class CommonConfig:
     torch_threads: int = option(
         1, "CPU threads of PyTorch's operators (0: PyTorch's default); the small networks here "
         "run fastest on one, and several stall badly when the cores are shared")
+    reuse_freed_memory: bool = option(
+        True, "let glibc keep freed memory for the next step instead of returning it to the "
+        "system (faster on CPU; the process holds on to its peak memory)")
     exp_name: str = option("default", "experiment name; the run lives in <exp-name>_s<seed>")
     runs_dir: str = option("runs", "root folder of run directories")
     data_dir: str = option("data", "root folder of datasets (<data-dir>/<env-type>/<name>/)")
