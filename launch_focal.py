@@ -55,13 +55,7 @@ from utils.logger import Logger
 from utils.plotting import trajectory_figure
 from utils.progress import progress_range
 from utils.runs import RunDirectory, run_path
-from utils.seeding import (
-    keep_freed_memory,
-    parse_seeds,
-    resolve_device,
-    seed_everything,
-    set_torch_threads,
-)
+from utils.seeding import parse_seeds, prepare_process
 from utils.stage_configs import FocalConfig
 
 STAGE = "focal"
@@ -99,11 +93,7 @@ def main(config: FocalConfig) -> Path:
     if not meta_episodes and config.episodes_per_task not in (None, 1):
         raise UserError(f"FOCAL's env-type {config.env_type!r} plays one episode per task; "
                         "--episodes-per-task applies to BOReL's env-types (e.g. gridworld)")
-    device = resolve_device(config.device)
-    set_torch_threads(config.torch_threads)
-    if config.reuse_freed_memory:
-        keep_freed_memory()
-    seed_everything(config.seed)
+    device = prepare_process(config)
     split = split_tasks(dataset_directory(config.data_dir, config.env_type, config.dataset_name),
                         config.num_train_tasks, config.num_eval_tasks)
     data = OfflineTaskData.from_config(config, split, device)

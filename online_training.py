@@ -50,12 +50,7 @@ from utils.logger import Logger
 from utils.progress import progress_range
 from utils.rollouts import MetaEpisodeBatch, evaluation_scalars, stored_action_dim
 from utils.runs import RunDirectory, run_path
-from utils.seeding import (
-    keep_freed_memory,
-    resolve_device,
-    seed_everything,
-    set_torch_threads,
-)
+from utils.seeding import prepare_process
 from utils.stage_configs import OnlineConfig
 
 STAGE = "online"
@@ -85,11 +80,7 @@ def check_config(config: OnlineConfig) -> None:
 def main(config: OnlineConfig) -> Path:
     spec = get_spec(config.env_type)
     check_config(config)
-    device = resolve_device(config.device)
-    set_torch_threads(config.torch_threads)
-    if config.reuse_freed_memory:
-        keep_freed_memory()
-    seed_everything(config.seed)
+    device = prepare_process(config)
     episodes_per_task = config.episodes_per_task or spec.episodes_per_task
     options = resolve_options(config.env_type, config.environment_options())
     eval_options = resolve_options(config.env_type, config.environment_options(evaluation=True))

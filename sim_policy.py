@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from algorithms.agents import (
+    Agent,
     choose_algorithm,
     evaluate_agents,
     load_collection_agents,
@@ -52,6 +53,7 @@ from algorithms.vae import build_vae, load_vae_run
 from environments.bamdp import BatchedBAMDP
 from environments.mujoco.rendering import write_frames
 from environments.registry import get_spec, make_batched_env, resolve_options, task_from_seed
+from models.vae import VAE
 from utils.config import (
     ConfigError,
     apply_mapping,
@@ -62,7 +64,7 @@ from utils.config import (
 )
 from utils.datasets import FORMAT_VERSION, dataset_directory, save_task_dataset, task_files
 from utils.errors import UserError, run_script
-from utils.rollouts import evaluation_scalars
+from utils.rollouts import MetaEpisodeBatch, evaluation_scalars
 from utils.runs import LATEST, RunDirectory, code_version, find_run
 from utils.seeding import evaluation_seeds, parse_seeds, resolve_device, set_torch_threads
 from utils.simulation import (
@@ -228,6 +230,19 @@ def simulate_collection_run(run: RunDirectory, checkpoint: dict, request: Simula
         frames_per_second=frames_per_second(bamdp.env))
 
 
+def play_with_online_belief(agent: Agent, vae: VAE, bamdp: BatchedBAMDP, seeds: list[int],
+                            request: SimulationRequest
+                            ) -> tuple[MetaEpisodeBatch, FrameRecorder | None]:
+    """BOReL's evaluation of a belief-conditioned agent on the tasks of ``seeds`` (set in
+    ``bamdp``), recording frames when a video is asked for; closes ``bamdp``."""
+    belief = OnlineBelief(vae.encoder, len(seeds), request.device)
+    recorder = (FrameRecorder(bamdp.env, {seed: copy for copy, seed in enumerate(seeds)})
+                if request.record_frames else None)
+    batch, _ = evaluate_with_online_belief(agent, belief, bamdp, seeds, recorder)
+    bamdp.close()
+    return batch, recorder
+
+
 # ------------------------------------------------------------------------------ stage 3
 def simulate_offline_run(run: RunDirectory, checkpoint: dict, request: SimulationRequest
                          ) -> Simulation:
@@ -259,11 +274,7 @@ def simulate_offline_run(run: RunDirectory, checkpoint: dict, request: Simulatio
                        request.device, cql_alpha=config.cql_alpha if config.use_cql else 0.0,
                        cql_num_actions=config.cql_num_actions)
     agent.load_state_dict(checkpoint["agent"])
-    belief = OnlineBelief(vae.encoder, len(seeds), request.device)
-    recorder = (FrameRecorder(bamdp.env, {seed: copy for copy, seed in enumerate(seeds)})
-                if request.record_frames else None)
-    batch, _ = evaluate_with_online_belief(agent, belief, bamdp, seeds, recorder)
-    bamdp.close()
+    batch, recorder = play_with_online_belief(agent, vae, bamdp, seeds, request)
     return Simulation(
         protocols=[meta_episode_protocol("online_belief", seeds, tasks, batch, episodes)],
         summary=evaluation_scalars(batch, episodes),
@@ -391,11 +402,7 @@ def simulate_online_run(run: RunDirectory, checkpoint: dict, request: Simulation
     agent = make_agent(config, 1, bamdp.observation_dim + 2 * vae.latent_dim, bamdp.action_space,
                        request.device)
     agent.load_state_dict(checkpoint["agent"])
-    belief = OnlineBelief(vae.encoder, len(seeds), request.device)
-    recorder = (FrameRecorder(bamdp.env, {seed: copy for copy, seed in enumerate(seeds)})
-                if request.record_frames else None)
-    batch, _ = evaluate_with_online_belief(agent, belief, bamdp, seeds, recorder)
-    bamdp.close()
+    batch, recorder = play_with_online_belief(agent, vae, bamdp, seeds, request)
     protocols, summary, first = [], {}, 0
     for name, group in groups.items():
         rows = slice(first, first + len(group))

@@ -47,13 +47,7 @@ from utils.progress import progress_range
 from utils.replay import FIELDS, EnsembleReplayBuffer
 from utils.rollouts import evaluation_scalars
 from utils.runs import RunDirectory, find_run, run_path
-from utils.seeding import (
-    evaluation_seeds,
-    keep_freed_memory,
-    resolve_device,
-    seed_everything,
-    set_torch_threads,
-)
+from utils.seeding import evaluation_seeds, prepare_process
 from utils.stage_configs import OfflineConfig, VAEConfig
 
 STAGE = "offline"
@@ -91,11 +85,7 @@ def load_training_data(config: OfflineConfig, vae_config: VAEConfig, dimensions:
 
 def main(config: OfflineConfig) -> Path:
     get_spec(config.env_type)  # an unknown env-type stops here, before anything is loaded
-    device = resolve_device(config.device)
-    set_torch_threads(config.torch_threads)
-    if config.reuse_freed_memory:
-        keep_freed_memory()
-    seed_everything(config.seed)
+    device = prepare_process(config)
 
     vae_run = find_run(config.vae_run, config.runs_dir, "vae", config.env_type)
     vae, vae_config, dimensions = load_vae_run(vae_run, config.env_type, device)

@@ -53,14 +53,7 @@ from utils.rollouts import (
     evaluation_scalars,
 )
 from utils.runs import RunDirectory, code_version, run_path
-from utils.seeding import (
-    keep_freed_memory,
-    parse_seeds,
-    resolve_device,
-    seed_everything,
-    seed_label,
-    set_torch_threads,
-)
+from utils.seeding import parse_seeds, prepare_process, seed_label
 from utils.stage_configs import DataCollectionConfig
 
 STAGE = "data_collection"
@@ -109,11 +102,7 @@ def main(config: DataCollectionConfig) -> Path:
     spec = get_spec(config.env_type)
     seeds = parse_seeds(config.seeds) if config.seeds else [config.seed]
     num_tasks, replicas = len(seeds), config.num_rollouts_per_iter
-    device = resolve_device(config.device)
-    set_torch_threads(config.torch_threads)
-    if config.reuse_freed_memory:
-        keep_freed_memory()
-    seed_everything(config.seed)
+    device = prepare_process(config)
     episodes_per_task = config.episodes_per_task or spec.episodes_per_task
     env_options = resolve_options(config.env_type, config.environment_options())
 

@@ -48,7 +48,7 @@ from utils.logger import Logger
 from utils.plotting import grid_belief_figure, reward_prediction_figure
 from utils.progress import progress_range
 from utils.runs import RunDirectory, code_version, find_run, run_path
-from utils.seeding import keep_freed_memory, resolve_device, seed_everything, set_torch_threads
+from utils.seeding import prepare_process
 from utils.stage_configs import VAEConfig
 
 STAGE = "vae"
@@ -109,11 +109,7 @@ def replaying_datasets(config: VAEConfig, datasets: list[TaskDataset], seeds: li
 
 def main(config: VAEConfig) -> Path:
     spec = get_spec(config.env_type)
-    device = resolve_device(config.device)
-    set_torch_threads(config.torch_threads)
-    if config.reuse_freed_memory:
-        keep_freed_memory()
-    seed_everything(config.seed)
+    device = prepare_process(config)
     if config.hindsight_relabelling and config.policy_replaying:
         raise UserError("choose one of --hindsight-relabelling and --policy-replaying")
     env_options = resolve_options(config.env_type, config.environment_options())

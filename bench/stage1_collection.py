@@ -14,6 +14,7 @@ Run: python -m bench.stage1_collection [--num-tasks 16] [--rounds 3] [--device c
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -26,7 +27,7 @@ from environments.registry import make_batched_env
 from utils.config import load_config
 from utils.replay import FIELDS, EnsembleReplayBuffer
 from utils.rollouts import collect_meta_episodes
-from utils.seeding import keep_freed_memory, resolve_device, set_torch_threads
+from utils.seeding import keep_freed_memory, resolve_device
 from utils.stage_configs import DataCollectionConfig
 
 ENV_TYPE = "point_robot_sparse"
@@ -110,44 +111,60 @@ def alternate(batched: CollectionLoop, singles: list[CollectionLoop], rounds: in
     return timings, work
 
 
+def thread_counts() -> list[int]:
+    """PyTorch thread counts to measure: the scripts' default (1) and every core of the machine."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return sorted({1, cores or 1})
+
+
 def run(quick: bool, device: torch.device, num_tasks: int = 16, rounds: int = 3) -> Section:
-    """Batched against sequential throughput; quick: 2 tasks, 2 updates, one round."""
+    """Batched against sequential throughput with one PyTorch thread and with one per core (both
+    sides alike); quick: 2 tasks, 2 updates, one round."""
     config = load_config(DataCollectionConfig, ["--env-type", ENV_TYPE],
                          config_dir="data_collection_config")
-    set_torch_threads(config.torch_threads)
     if quick:
         num_tasks, rounds, updates = 2, 1, 2
     else:
         updates = config.rl_updates_per_iter
     seeds = list(range(num_tasks))
-    torch.manual_seed(0)
-    batched = CollectionLoop(seeds, config, updates, device)
-    singles = [CollectionLoop([seed], config, updates, device) for seed in seeds]
-    timings, work = alternate(batched, singles, rounds, device)
-    rates = {name: work[name] / timing.wall_median for name, timing in timings.items()}
-    cpu_rates = {name: work[name] / timing.cpu_median for name, timing in timings.items()}
-    speedup = (rates["batched"] / rates["sequential"],
-               cpu_rates["batched"] / cpu_rates["sequential"])
+    threads_before = torch.get_num_threads()
+    rows, speedups = [], {}
+    for threads in thread_counts() if device.type == "cpu" else [threads_before]:
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        batched = CollectionLoop(seeds, config, updates, device)
+        singles = [CollectionLoop([seed], config, updates, device) for seed in seeds]
+        timings, work = alternate(batched, singles, rounds, device)
+        rates = {name: work[name] / timing.wall_median for name, timing in timings.items()}
+        cpu_rates = {name: work[name] / timing.cpu_median for name, timing in timings.items()}
+        speedups[threads] = (rates["batched"] / rates["sequential"],
+                             cpu_rates["batched"] / cpu_rates["sequential"])
+        rows += [[f"batched ensemble, K = {num_tasks}", str(threads), f"{rates['batched']:,.0f}",
+                  f"{cpu_rates['batched']:,.0f}"],
+                 [f"{num_tasks} sequential agents", str(threads), f"{rates['sequential']:,.0f}",
+                  f"{cpu_rates['sequential']:,.0f}"]]
+    torch.set_num_threads(threads_before)
     lines = [
         f"`python -m bench.stage1_collection`: {num_tasks} {ENV_TYPE} agents (SAC, networks "
         f"{config.critic_hidden_sizes}, batch {config.batch_size}, {updates} gradient steps and "
         f"{config.num_rollouts_per_iter} meta-episodes per iteration), one stacked ensemble "
         f"against {num_tasks} single-task agents one after another; median of {rounds} "
         f"round(s), each alternating the single agents with parts of the ensemble's "
-        "iteration. Work = env steps + gradient updates, summed over tasks.",
+        "iteration. Work = env steps + gradient updates, summed over tasks. Measured with one "
+        "PyTorch thread (the scripts' default `--torch-threads 1`) and with one thread per core "
+        "(`--torch-threads 0` or the core count), the same on both sides.",
         "",
-        *table(["", "work per second (wall)", "work per second (CPU time)"], [
-            [f"batched ensemble, K = {num_tasks}", f"{rates['batched']:,.0f}",
-             f"{cpu_rates['batched']:,.0f}"],
-            [f"{num_tasks} sequential agents", f"{rates['sequential']:,.0f}",
-             f"{cpu_rates['sequential']:,.0f}"],
-        ]),
+        *table(["", "PyTorch threads", "work per second (wall)", "work per second (CPU time)"],
+               rows),
         "",
-        f"**Batched vs sequential: {format_ratio(speedup, device)}** (target: 8x on 2 CPU "
-        "cores).",
     ]
-    return Section("Stage 1: batched vs sequential collection", lines,
-                   {f"stage-1 batched vs sequential (K = {num_tasks})": f"{speedup[0]:.1f}x"})
+    for threads, speedup in speedups.items():
+        lines.append(f"- **Batched vs sequential, {threads} thread(s): "
+                     f"{format_ratio(speedup, device)}**")
+    lines += ["", "Target: 8x on 2 CPU cores."]
+    return Section("Stage 1: batched vs sequential collection", lines, {
+        f"stage-1 batched vs sequential (K = {num_tasks}, {threads} PyTorch thread(s))":
+            f"{speedup[0]:.1f}x" for threads, speedup in speedups.items()})
 
 
 def main() -> None:

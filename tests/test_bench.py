@@ -37,7 +37,7 @@ def test_quick_suite_writes_every_section_with_the_device(tmp_path):
     assert "Smoke run" in text
     positions = [text.index(title) for title in SECTION_TITLES]
     assert positions == sorted(positions)
-    assert "Batched vs sequential:" in text and "| total |" in text
+    assert "Batched vs sequential, 1 thread(s):" in text and "| total |" in text
 
 
 def test_output_that_is_a_folder_stops_with_one_line(tmp_path):

@@ -7,6 +7,7 @@ import ctypes
 import platform
 import random
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -126,3 +127,24 @@ def seed_label(seeds: list[int]) -> str:
     if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)):
         return f"{seeds[0]}-{seeds[-1]}"
     return ",".join(str(seed) for seed in seeds)
+
+
+class ProcessSettings(Protocol):
+    """The fields of every stage config that set up the process."""
+
+    device: str
+    torch_threads: int
+    reuse_freed_memory: bool
+    seed: int
+
+
+def prepare_process(config: ProcessSettings) -> torch.device:
+    """What every stage script does first: choose the device, set PyTorch's CPU threads, let
+    glibc keep freed memory (unless ``--reuse-freed-memory false``) and seed every random source.
+    Returns the device."""
+    device = resolve_device(config.device)
+    set_torch_threads(config.torch_threads)
+    if config.reuse_freed_memory:
+        keep_freed_memory()
+    seed_everything(config.seed)
+    return device
