@@ -30,6 +30,7 @@ Every loss is computed from fresh forward passes, so the code runs on current Py
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
@@ -227,6 +228,25 @@ class FocalBase:
                              settings.metric_positive, settings.metric_distance)
         return latents, z_loss
 
+    def _regulariser_steps(self, batch: Batch, latents: torch.Tensor, name: str,
+                           loss_of: Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
+                                             torch.Tensor]) -> torch.Tensor:
+        """Step 2 of an update: the behaviour regulariser's optimiser ``name`` (FOCAL's dual
+        critic, Discrete FOCAL's behaviour model) takes one step on the batch's (s, a) and one on
+        each extra sample (``c_iter`` steps in all), on ``loss_of(s, a, z)``; returns the last
+        loss (zero without BRAC)."""
+        loss = torch.zeros((), device=self.device)
+        if not self.settings.use_brac:
+            return loss
+        samples = [(batch["observations"], batch["actions"])]
+        if "extra_observations" in batch:
+            samples += list(zip(batch["extra_observations"], batch["extra_actions"],
+                                strict=True))
+        for sample_observations, sample_actions in samples:
+            loss = loss_of(sample_observations, sample_actions, latents)
+            self._step((name,), loss)
+        return loss
+
     def _critic_step(self, z_loss: torch.Tensor, q_loss: torch.Tensor) -> None:
         """One backward of z_weight L_z + L_Q through the encoder and the Q networks (the Q
         networks alone without a task embedding)."""
@@ -345,16 +365,8 @@ class FOCAL(FocalBase):
         detached = latents.detach().unsqueeze(1).expand(shape)
 
         # 2. The dual critic.
-        dual_critic_loss = torch.zeros((), device=self.device)
-        if settings.use_brac:
-            samples = [(observations, actions)]
-            if "extra_observations" in batch:
-                samples += list(zip(batch["extra_observations"], batch["extra_actions"],
-                                    strict=True))
-            for sample_observations, sample_actions in samples:
-                dual_critic_loss = self.dual_critic_loss(sample_observations, sample_actions,
-                                                         detached)
-                self._step(("dual_critic",), dual_critic_loss)
+        dual_critic_loss = self._regulariser_steps(batch, detached, "dual_critic",
+                                                   self.dual_critic_loss)
 
         # 3. Twin Q (and, with the metric loss, the encoder).
         with torch.no_grad():

@@ -114,16 +114,8 @@ class DiscreteFOCAL(FocalBase):
         detached = latents.detach().unsqueeze(1).expand(shape)
 
         # 2. The behaviour-cloning model.
-        behaviour_loss = torch.zeros((), device=self.device)
-        if settings.use_brac:
-            samples = [(observations, actions)]
-            if "extra_observations" in batch:
-                samples += list(zip(batch["extra_observations"], batch["extra_actions"],
-                                    strict=True))
-            for sample_observations, sample_actions in samples:
-                behaviour_loss = self.behaviour_loss(sample_observations, sample_actions,
-                                                     detached)
-                self._step(("behaviour",), behaviour_loss)
+        behaviour_loss = self._regulariser_steps(batch, detached, "behaviour",
+                                                 self.behaviour_loss)
 
         # 3. Twin Q heads (and, with the metric loss, the encoder).
         with torch.no_grad():
