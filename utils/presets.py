@@ -53,12 +53,12 @@ QUICK_PRESETS: dict[str, Preset] = {
     "gridworld": Preset(
         task_seeds="0-20",
         collection={"num_iters": 40, "log_interval": 20, "save_interval": 40},
-        vae={"num_iters": 30, "vae_lr": 1e-3, "eval_interval": 30, "save_interval": 30},
-        offline={"num_iters": 60, "rl_updates_per_iter": 250, "critic_lr": 3e-4, "gamma": 0.9,
+        vae={"num_iters": 25, "vae_lr": 1e-3, "eval_interval": 25, "save_interval": 25},
+        offline={"num_iters": 90, "rl_updates_per_iter": 250, "critic_lr": 3e-4, "gamma": 0.9,
                  "tau": 0.02, "use_cql": True, "cql_alpha": 1.0, "log_interval": 10,
-                 "save_interval": 60},
-        focal={"num_train_tasks": 16, "num_eval_tasks": 5, "num_iterations": 20,
-               "num_train_steps_per_itr": 250, "log_interval": 5, "save_interval": 20},
+                 "save_interval": 90},
+        focal={"num_train_tasks": 16, "num_eval_tasks": 5, "num_iterations": 10,
+               "num_train_steps_per_itr": 250, "log_interval": 5, "save_interval": 10},
     ),
     "point_robot_sparse": Preset(
         task_seeds="0-29",
