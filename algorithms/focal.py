@@ -228,6 +228,28 @@ class FocalBase:
                              settings.metric_positive, settings.metric_distance)
         return latents, z_loss
 
+    def _per_transition(self, batch: Batch, latents: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """z (T, L) repeated over the batch's transitions (T, B, L): detached (for the
+        regulariser, V and the policy), and the Q networks' copy, which carries L_Q's gradient to
+        the encoder when ``allow_backward_z`` (detached otherwise)."""
+        num_tasks, batch_size = batch["observations"].shape[:2]
+        repeated = latents.unsqueeze(1).expand(num_tasks, batch_size, latents.shape[-1])
+        detached = repeated.detach()
+        return detached, repeated if self.settings.allow_backward_z else detached
+
+    @torch.no_grad()
+    def _td_targets(self, batch: Batch, latents: torch.Tensor,
+                    penalty: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """Step 3's targets for Q: reward_scale r + (1 - done) discount (V'(s', z) - alpha D),
+        with D = ``penalty()`` under BRAC's value penalty and 0 otherwise."""
+        settings = self.settings
+        next_values = self.target_value(batch["next_observations"], latents)
+        if settings.use_brac and settings.use_value_penalty:
+            next_values = next_values - self.alpha.value * penalty()
+        return (settings.reward_scale * batch["rewards"]
+                + (1.0 - batch["terminations"]) * settings.discount * next_values)
+
     def _regulariser_steps(self, batch: Batch, latents: torch.Tensor, name: str,
                            loss_of: Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
                                              torch.Tensor]) -> torch.Tensor:
@@ -356,26 +378,18 @@ class FOCAL(FocalBase):
         """
         settings = self.settings
         observations, actions = batch["observations"], batch["actions"]
-        num_tasks, batch_size = observations.shape[:2]
         alpha = self.alpha.value
 
         # 1. Task embeddings and the distance-metric loss.
         latents, z_loss = self._task_embeddings(batch)
-        shape = (num_tasks, batch_size, settings.latent_size)
-        detached = latents.detach().unsqueeze(1).expand(shape)
+        detached, q_latents = self._per_transition(batch, latents)
 
         # 2. The dual critic.
         dual_critic_loss = self._regulariser_steps(batch, detached, "dual_critic",
                                                    self.dual_critic_loss)
 
         # 3. Twin Q (and, with the metric loss, the encoder).
-        with torch.no_grad():
-            next_values = self.target_value(batch["next_observations"], detached)
-            if settings.use_brac and settings.use_value_penalty:
-                next_values = next_values - alpha * self._value_penalty(batch, detached)
-            targets = (settings.reward_scale * batch["rewards"]
-                       + (1.0 - batch["terminations"]) * settings.discount * next_values)
-        q_latents = latents.unsqueeze(1).expand(shape) if settings.allow_backward_z else detached
+        targets = self._td_targets(batch, detached, lambda: self._value_penalty(batch, detached))
         q_values = self.q_networks(observations, actions, q_latents)
         q_loss = (q_values - targets).pow(2).mean(dim=(1, 2, 3)).sum()
         self._critic_step(z_loss, q_loss)

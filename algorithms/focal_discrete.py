@@ -105,28 +105,21 @@ class DiscreteFOCAL(FocalBase):
         """
         settings = self.settings
         observations, actions = batch["observations"], batch["actions"]
-        num_tasks, batch_size = observations.shape[:2]
         alpha = self.alpha.value
 
         # 1. Task embeddings and the distance-metric loss.
         latents, z_loss = self._task_embeddings(batch)
-        shape = (num_tasks, batch_size, settings.latent_size)
-        detached = latents.detach().unsqueeze(1).expand(shape)
+        detached, q_latents = self._per_transition(batch, latents)
 
         # 2. The behaviour-cloning model.
         behaviour_loss = self._regulariser_steps(batch, detached, "behaviour",
                                                  self.behaviour_loss)
 
         # 3. Twin Q heads (and, with the metric loss, the encoder).
-        with torch.no_grad():
-            next_values = self.target_value(batch["next_observations"], detached)
-            if settings.use_brac and settings.use_value_penalty:
-                penalty_states = (batch["next_observations"]
-                                  if settings.value_penalty_state == "next" else observations)
-                next_values = next_values - alpha * self.divergence(penalty_states, detached)
-            targets = (settings.reward_scale * batch["rewards"]
-                       + (1.0 - batch["terminations"]) * settings.discount * next_values)
-        q_latents = latents.unsqueeze(1).expand(shape) if settings.allow_backward_z else detached
+        penalty_states = (batch["next_observations"] if settings.value_penalty_state == "next"
+                          else observations)
+        targets = self._td_targets(batch, detached,
+                                   lambda: self.divergence(penalty_states, detached))
         q_values = (self.q_networks(observations, q_latents) * actions).sum(dim=-1, keepdim=True)
         q_loss = (q_values - targets).pow(2).mean(dim=(1, 2, 3)).sum()
         self._critic_step(z_loss, q_loss)
