@@ -23,25 +23,11 @@ import torch
 
 import reproduce
 from bench.common import Section, device_description, synchronise, table
-from utils.presets import QUICK_PRESETS, Preset
+from utils.presets import QUICK_PRESETS, SMOKE_GRIDWORLD
 from utils.seeding import keep_freed_memory, resolve_device
 from utils.stage_configs import ReproduceConfig
 
 ENV_TYPE = "gridworld"
-SMOKE_PRESET = Preset(
-    task_seeds="0-3",
-    collection={"num_iters": 1, "num_init_rollouts_pool": 2, "num_rollouts_per_iter": 1,
-                "rl_updates_per_iter": 2, "batch_size": 16, "log_interval": 1,
-                "save_interval": 1},
-    vae={"num_iters": 1, "gru_hidden_size": 16, "eval_interval": 1, "save_interval": 1},
-    offline={"num_train_tasks": 4, "num_eval_tasks": 2, "num_iters": 1,
-             "rl_updates_per_iter": 2, "meta_batch": 2, "batch_size": 16, "log_interval": 1,
-             "save_interval": 1},
-    focal={"num_train_tasks": 3, "num_eval_tasks": 1, "num_iterations": 1,
-           "num_train_steps_per_itr": 2, "meta_batch": 2, "batch_size": 16,
-           "embedding_batch_size": 8, "log_interval": 1, "save_interval": 1},
-)
-"""``--quick``: every step at a few updates, to check that the benchmark runs."""
 
 
 def reproduce_timings(directory: Path, device: torch.device, quick: bool
@@ -52,7 +38,7 @@ def reproduce_timings(directory: Path, device: torch.device, quick: bool
         env_type=ENV_TYPE, preset="quick", device=device.type, runs_dir=str(directory / "runs"),
         data_dir=str(directory / "data"), results_dir=str(directory / "results"),
         use_tensorboard=False)
-    presets = {**QUICK_PRESETS, ENV_TYPE: SMOKE_PRESET} if quick else QUICK_PRESETS
+    presets = {**QUICK_PRESETS, ENV_TYPE: SMOKE_GRIDWORLD} if quick else QUICK_PRESETS
     with mock.patch.dict(QUICK_PRESETS, presets), mock.patch("builtins.print"):
         synchronise(device)
         started = time.perf_counter()

@@ -12,6 +12,9 @@ import torch
 
 from bench.common import Timing, interleaved, ratio
 from bench.pipeline import reproduce_timings
+from bench.stage1_collection import ENV_TYPE, SMALL_BATCH, CollectionLoop, update_costs
+from utils.config import load_config
+from utils.stage_configs import DataCollectionConfig
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SECTION_TITLES = [
@@ -38,6 +41,25 @@ def test_quick_suite_writes_every_section_with_the_device(tmp_path):
     positions = [text.index(title) for title in SECTION_TITLES]
     assert positions == sorted(positions)
     assert "Batched vs sequential, 1 thread(s):" in text and "| total |" in text
+    assert "Each side at its faster thread count" in text
+    assert f"ensemble, batch {SMALL_BATCH} (fixed part)" in text
+
+
+def test_update_costs_time_each_alternative_on_its_own_batches(monkeypatch):
+    config = load_config(DataCollectionConfig, ["--env-type", ENV_TYPE, "--batch-size", "16"],
+                         config_dir="data_collection_config")
+    device = torch.device("cpu")
+    batched, single = CollectionLoop([0, 1], config, 2, device), CollectionLoop([0], config, 2,
+                                                                                 device)
+    sizes = []
+    sample = batched.buffer.sample
+    monkeypatch.setattr(batched.buffer, "sample",
+                        lambda size, generator: sizes.append(size) or sample(size, generator))
+    costs = update_costs(batched, single, config.batch_size, updates=3, rounds=2, device=device)
+    assert set(costs) == {"single", "ensemble", "ensemble_small"}
+    assert all(milliseconds > 0 for milliseconds in costs.values())
+    assert single.agent.num_updates == 3 * (2 + 1)  # one warm-up call, then two rounds
+    assert sizes == ([16] * 3 + [SMALL_BATCH] * 3) * 3
 
 
 def test_output_that_is_a_folder_stops_with_one_line(tmp_path):

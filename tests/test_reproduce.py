@@ -1,4 +1,4 @@
-"""reproduce.py end to end at a tiny preset: every step runs, finished steps are skipped, and the
+"""reproduce.py end to end at the smoke preset: every step runs, finished steps are skipped, and the
 results table and figures are written."""
 
 from __future__ import annotations
@@ -9,30 +9,16 @@ import pytest
 
 import reproduce
 from utils.config import load_config
-from utils.presets import QUICK_PRESETS, Preset
+from utils.presets import QUICK_PRESETS, SMOKE_GRIDWORLD
 from utils.stage_configs import ReproduceConfig
-
-TINY_GRIDWORLD = Preset(
-    task_seeds="0-3",
-    collection={"num_iters": 2, "num_init_rollouts_pool": 2, "num_rollouts_per_iter": 1,
-                "rl_updates_per_iter": 5, "batch_size": 16, "log_interval": 2,
-                "save_interval": 2},
-    vae={"num_iters": 2, "eval_interval": 2, "save_interval": 2, "log_interval": 1},
-    offline={"num_train_tasks": 4, "num_eval_tasks": 3, "num_iters": 2,
-             "rl_updates_per_iter": 3, "meta_batch": 2, "batch_size": 16, "log_interval": 1,
-             "save_interval": 2},
-    focal={"num_train_tasks": 3, "num_eval_tasks": 1, "num_iterations": 2,
-           "num_train_steps_per_itr": 2, "meta_batch": 2, "batch_size": 16,
-           "embedding_batch_size": 8, "log_interval": 1, "save_interval": 2},
-)
 
 
 @pytest.fixture
-def tiny_preset(monkeypatch):
-    monkeypatch.setitem(QUICK_PRESETS, "gridworld", TINY_GRIDWORLD)
+def smoke_preset(monkeypatch):
+    monkeypatch.setitem(QUICK_PRESETS, "gridworld", SMOKE_GRIDWORLD)
 
 
-def test_reproduce_runs_every_step_then_skips_them(tmp_path, tiny_preset, capsys):
+def test_reproduce_runs_every_step_then_skips_them(tmp_path, smoke_preset, capsys):
     argv = ["--env-type", "gridworld", "--preset", "quick", "--runs-dir", str(tmp_path / "runs"),
             "--data-dir", str(tmp_path / "data"), "--results-dir", str(tmp_path / "results"),
             "--use-tensorboard", "false"]

@@ -88,6 +88,24 @@ QUICK_INTERVALS = {  # interval fields set to the divided budget: one log and on
 }
 
 
+# A gridworld chain of a few updates per stage, for the tests and ``python -m bench --quick``: it
+# checks that every step runs end to end (two iterations, so logging and saving intervals are
+# crossed) and learns nothing.
+SMOKE_GRIDWORLD = Preset(
+    task_seeds="0-3",
+    collection={"num_iters": 2, "num_init_rollouts_pool": 2, "num_rollouts_per_iter": 1,
+                "rl_updates_per_iter": 5, "batch_size": 16, "log_interval": 2,
+                "save_interval": 2},
+    vae={"num_iters": 2, "eval_interval": 2, "save_interval": 2, "log_interval": 1},
+    offline={"num_train_tasks": 4, "num_eval_tasks": 3, "num_iters": 2,
+             "rl_updates_per_iter": 3, "meta_batch": 2, "batch_size": 16, "log_interval": 1,
+             "save_interval": 2},
+    focal={"num_train_tasks": 3, "num_eval_tasks": 1, "num_iterations": 2,
+           "num_train_steps_per_itr": 2, "meta_batch": 2, "batch_size": 16,
+           "embedding_batch_size": 8, "log_interval": 1, "save_interval": 2},
+)
+
+
 def get_preset(env_type: str, name: str, stage_budgets: dict[str, dict[str, Any]]) -> Preset:
     """The preset ``name`` for ``env_type``.
 
