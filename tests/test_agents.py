@@ -224,6 +224,29 @@ def test_replay_buffer_keeps_valid_steps_per_member_and_samples_only_them():
     assert buffer.sizes.tolist() == [10, 10]
 
 
+def test_replay_buffer_sample_tasks_draws_from_each_listed_member_after_growing():
+    dims = {name: 2 for name in ("observations", "actions", "next_observations")}
+    buffer = EnsembleReplayBuffer(3, capacity=40, dims={**dims, "rewards": 1, "terminations": 1},
+                                  initial_capacity=2)
+    lengths = np.array([5, 9, 7])
+    steps = np.arange(10, dtype=np.float32)[None, :, None]
+    member_codes = np.array([100.0, 200.0, 300.0], dtype=np.float32)[:, None, None]
+    values = np.broadcast_to(member_codes + steps, (3, 10, 1))  # member k's step t: 100 (k+1) + t
+    arrays = {name: np.repeat(values, dim, axis=2) for name, dim in
+              {**dims, "rewards": 1, "terminations": 1}.items()}
+    buffer.add_trajectories(arrays, lengths, np.arange(3))
+    assert buffer.allocated == 10  # grown from 2: to 5 for member 0, then doubled for member 1
+    members = torch.tensor([2, 0, 2, 1])
+    sample = buffer.sample_tasks(members, 300, torch.Generator().manual_seed(1))
+    assert sample["observations"].shape == (1, 4 * 300, 2) and sample["rewards"].shape == (
+        1, 1200, 1)
+    for slot, member in enumerate(members.tolist()):
+        drawn = sample["rewards"][0, slot * 300:(slot + 1) * 300, 0]
+        assert set(drawn.tolist()) == {100.0 * (member + 1) + t for t in range(lengths[member])}
+        torch.testing.assert_close(sample["actions"][0, slot * 300:(slot + 1) * 300],
+                                   drawn[:, None].expand(300, 2))
+
+
 def test_ensemble_mlp_members_are_independent():
     torch.manual_seed(0)
     network = EnsembleMLP(3, 5, [8], 2)
