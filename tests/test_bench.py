@@ -127,6 +127,6 @@ def test_keep_freed_memory_stops_page_faults_of_repeated_updates_on_glibc_linux(
     if on_glibc:  # by default every update maps its activations afresh
         _, fresh = page_faults("default")
         # glibc raises its mmap threshold after the first frees, so the default count varies
-        # from run to run (4,000 to 8,000 here with 16 members, whose activations are 1 MB
-        # each; kept: 1 to 900); the margin is wide
-        assert kept * 2 < fresh, (kept, fresh)
+        # from run to run; with 16 members (1 MB activations) it was 4,000 to 8,000 here, kept
+        # 1 to 900
+        assert fresh > 1000 and kept < fresh // 3, (kept, fresh)
