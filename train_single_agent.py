@@ -7,10 +7,13 @@ run directory ``runs/data_collection/<env-type>/<exp-name>_s<seeds>/`` (config, 
 checkpoints, trajectory figures). ``--seeds 0-39`` trains the 40 agents in one process as a stacked
 ensemble on vectorised envs; each agent only ever sees its own task's data. ``--seeds-per-task 10``
 splits the seeds into groups of 10, each a batched collection with its own run directory
-``<exp-name>_s<group>``, run one after another or, with ``--launcher ray``, as Ray tasks.
+``<exp-name>_s<group>``, run one after another, with ``--launcher processes`` side by side in
+``--workers`` processes (without ``--seeds-per-task``: one group per worker, the fastest way to
+use a machine's cores), or with ``--launcher ray`` as Ray tasks.
 
     python train_single_agent.py --env-type gridworld --seed 73
     python train_single_agent.py --env-type point_robot_sparse --seeds 0-39 --device auto
+    python train_single_agent.py --env-type point_robot_sparse --seeds 0-39 --launcher processes
     python train_single_agent.py --env-type cheetah_vel --seeds 0-99 --seeds-per-task 10 \
         --launcher ray --ray-num-cpus 2
 
@@ -41,7 +44,7 @@ from utils.datasets import (
 )
 from utils.errors import UserError, run_script
 from utils.io import remove_stale_temporaries
-from utils.launchers import GroupOutputs, launch, split_seeds
+from utils.launchers import GroupOutputs, launch, split_seeds, worker_count
 from utils.logger import Logger
 from utils.plotting import trajectory_figure
 from utils.progress import progress_range
@@ -67,8 +70,12 @@ def copy_seeds(seeds: list[int], replicas: int) -> list[int]:
 
 def collect(config: DataCollectionConfig) -> list[Path]:
     """Every seed of ``config``, in groups of ``seeds_per_task``, each group a batched collection
-    run by ``--launcher``; returns the groups' run directories."""
+    run by ``--launcher``; returns the groups' run directories. With ``--launcher processes`` and
+    no ``--seeds-per-task``, the seeds are split into one group per worker."""
     seeds = parse_seeds(config.seeds) if config.seeds else [config.seed]
+    if config.launcher == "processes" and config.seeds and config.seeds_per_task is None:
+        config = dataclasses.replace(
+            config, seeds_per_task=math.ceil(len(seeds) / worker_count(config)))
     return launch(collect_group, config, split_seeds(seeds, config.seeds_per_task),
                   group_outputs)
 

@@ -10,7 +10,6 @@ only the wall clock means anything).
 
 from __future__ import annotations
 
-import os
 import platform
 import statistics
 import time
@@ -19,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from utils.seeding import usable_cores
 
 
 @dataclass
@@ -59,13 +60,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def device_description(device: torch.device) -> str:

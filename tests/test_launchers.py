@@ -1,6 +1,7 @@
 """The launcher interface without Ray: seed groups, output checks, the in-process launcher for
-stage 1 and FOCAL seeds, failure reports, the worker context, and the exit-2 error when
-``--launcher ray`` is asked without ray installed. Ray itself: tests/test_ray_launcher.py."""
+stage 1 and FOCAL seeds, the worker-process launcher, failure reports, the worker context, and
+the exit-2 error when ``--launcher ray`` is asked without ray installed. Ray itself:
+tests/test_ray_launcher.py."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +34,9 @@ from utils.launchers import (
     raise_failures,
     run_in_worker,
     split_seeds,
+    worker_count,
 )
+from utils.seeding import usable_cores
 
 ROOT = Path(__file__).resolve().parent.parent
 ARRAYS = ("observations", "actions", "rewards", "next_observations", "terminations",
@@ -113,6 +117,7 @@ def test_launcher_options_are_checked(tmp_path):
         ({"max_retries": -1}, "--max-retries must be 0 or positive"),
         ({"ray_num_cpus": -1.0}, "--ray-num-cpus and --ray-num-gpus must be 0 or positive"),
         ({"resume": True, "overwrite": True}, "contradict"),
+        ({"launcher": "processes", "workers": -1}, "--workers must be 0 .* or positive, got -1"),
     ]:
         with pytest.raises(UserError, match=message):
             launch(lambda config, group: None, dataclasses.replace(config, **overrides), [[1]])
@@ -147,6 +152,68 @@ def test_focal_seeds_run_one_run_directory_each(tmp_path):
         launch_focal.train(config)
 
 
+def meet_and_report(config, group: list[int]) -> tuple[int, int, str | None, bool]:
+    """A group function for the worker-process launcher (importable by name, as spawn needs):
+    leave a marker for this group, wait up to 60 s for every other group's marker, and report
+    the process id, the group's sum, the progress setting and whether all the groups met."""
+    directory = Path(config.runs_dir)
+    (directory / f"group_{group[0]}").touch()
+    deadline = time.monotonic() + 60
+    met = False
+    while not met and time.monotonic() < deadline:
+        met = len(list(directory.glob("group_*"))) == config.workers
+        time.sleep(0.05)
+    if group == [13]:
+        raise UserError("dataset task_13.npz is corrupt")
+    return os.getpid(), sum(group), os.environ.get("OMRL_PROGRESS"), met
+
+
+def test_processes_launcher_runs_the_groups_side_by_side_in_fresh_processes(tmp_path):
+    config = dataclasses.replace(tiny_config(tmp_path, "gridworld"), launcher="processes",
+                                 workers=3, runs_dir=str(tmp_path))
+    results = launch(meet_and_report, config, [[0, 1], [2], [3, 4, 5]])
+    assert [total for _, total, _, _ in results] == [1, 2, 12]
+    assert all(met for *_, met in results)  # every group waited for the others: side by side
+    pids = {pid for pid, *_ in results}
+    assert len(pids) == 3 and os.getpid() not in pids
+    assert {progress for _, _, progress, _ in results} == {"0"}  # the driver shows the bar
+
+
+def test_processes_launcher_reports_a_group_error_after_the_other_groups_finished(tmp_path):
+    config = dataclasses.replace(tiny_config(tmp_path, "gridworld"), launcher="processes",
+                                 workers=2, runs_dir=str(tmp_path))
+    with pytest.raises(UserError, match=r"^seeds 13: dataset task_13.npz is corrupt$"):
+        launch(meet_and_report, config, [[13], [7]])
+    assert (tmp_path / "group_7").exists() and (tmp_path / "group_13").exists()
+
+
+def test_worker_count_defaults_to_one_per_core(tmp_path):
+    config = tiny_config(tmp_path, "gridworld")
+    assert worker_count(dataclasses.replace(config, workers=0)) == usable_cores()
+    assert worker_count(dataclasses.replace(config, workers=5)) == 5
+    with pytest.raises(UserError, match="--workers must be 0"):
+        train_single_agent.collect(dataclasses.replace(config, seeds="0-3", workers=-1,
+                                                       launcher="processes"))
+
+
+def test_stage1_in_worker_processes_splits_the_seeds_per_worker_and_matches_local(tmp_path):
+    config = tiny_config(tmp_path / "processes", "gridworld", seeds="0-2", num_iters=1,
+                         launcher="processes", workers=2)
+    run_dirs = train_single_agent.collect(config)
+    assert [path.name for path in run_dirs] == ["default_s0-1", "default_s2"]
+    local = dataclasses.replace(config, launcher="local", seeds_per_task=2,
+                                runs_dir=str(tmp_path / "local/runs"),
+                                data_dir=str(tmp_path / "local/data"))
+    train_single_agent.collect(local)
+    for seed in range(3):
+        name = f"data/gridworld/default/task_{seed}.npz"
+        in_worker = load_task_dataset(tmp_path / "processes" / name)
+        in_process = load_task_dataset(tmp_path / "local" / name)
+        for array in ARRAYS:
+            np.testing.assert_array_equal(getattr(in_worker, array), getattr(in_process, array),
+                                          array)
+
+
 class FakeTaskError(Exception):
     """Stands for Ray's error of a failed task, which carries the task's exception as cause."""
 
@@ -157,11 +224,18 @@ class FakeTaskError(Exception):
 
 def test_failures_are_reported_with_their_seeds():
     groups = [[0, 1], [2, 3], [4]]
-    with pytest.raises(UserError, match=r"^seeds 4: bad dataset \(1 other task\(s\) failed"):
+    with pytest.raises(UserError, match=r"^seeds 4: bad dataset \(1 other group\(s\) failed"):
         raise_failures([(2, FakeTaskError(UserError("bad dataset"))),
-                        (0, FakeTaskError(RuntimeError("worker died")))], groups)
-    with pytest.raises(LaunchError, match=r"2 of 3 Ray task\(s\) failed .*seeds 0-1, 2-3\)"):
-        raise_failures([(1, FakeTaskError(None)), (0, FakeTaskError(None))], groups)
+                        (0, FakeTaskError(RuntimeError("worker died")))], groups, "Ray task(s)")
+    with pytest.raises(LaunchError, match=r"2 of 3 Ray task\(s\) failed after their retries "
+                       r"\(seeds 0-1, 2-3\)"):
+        raise_failures([(1, FakeTaskError(None)), (0, FakeTaskError(None))], groups,
+                       "Ray task(s)", " after their retries")
+    # a worker process raises the group's own exception, without a Ray wrapper
+    with pytest.raises(UserError, match=r"^seeds 2-3: bad dataset$"):
+        raise_failures([(1, UserError("bad dataset"))], groups, "worker process(es)")
+    with pytest.raises(LaunchError, match=r"^1 of 3 worker process\(es\) failed \(seeds 4\)"):
+        raise_failures([(2, RuntimeError("out of memory"))], groups, "worker process(es)")
 
 
 def test_worker_runs_in_the_driver_directory_with_its_command_line(tmp_path):

@@ -137,7 +137,7 @@ def test_a_script_joins_a_running_cluster_and_reports_user_errors_in_one_line(cl
     assert failed.returncode == 2, failed.stderr
     assert failed.stderr.strip().splitlines()[-1] == (
         f"error: seeds 0: dataset directory {tmp_path / 'data/point-robot/default'} does not "
-        "exist (1 other task(s) failed too)"), failed.stderr
+        "exist (1 other group(s) failed too)"), failed.stderr
 
 
 def test_tasks_that_ask_for_more_than_the_cluster_has_are_refused(cluster, tmp_path):

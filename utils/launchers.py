@@ -5,6 +5,10 @@ stage-1 collection of several tasks, or one seed's FOCAL run. :func:`launch` run
 the launcher that ``--launcher`` names (the fields of :class:`utils.stage_configs.LauncherConfig`):
 
 - ``local``: the groups run one after another in this process.
+- ``processes``: up to ``--workers`` groups run at once, each in a fresh process on this machine
+  (started with ``spawn``, so it works the same on Linux and macOS and with CUDA). This is how a
+  machine's cores are used well: PyTorch's threads speed up the small matrix products of RL
+  networks little, while independent processes, one per core, run side by side.
 - ``ray``: each group is one Ray task that reserves ``--ray-num-cpus`` CPUs and ``--ray-num-gpus``
   GPUs, on the cluster at ``--ray-address`` or on a local Ray instance started for the job. A task
   whose worker process or node dies is run again, up to ``--max-retries`` times. Tasks run in the
@@ -16,17 +20,21 @@ per-task files each group writes) are checked: no path may belong to two groups,
 tasks never write the same file, and outputs that exist already need ``--resume true`` or
 ``--overwrite true``. On Ray, ``--overwrite`` deletes them on the driver and every task then runs
 with ``resume=True``: a retried task continues from the checkpoint and datasets that its failed
-attempt saved instead of starting again, and a group that finished is never run twice.
+attempt saved instead of starting again, and a group that finished is never run twice. On either
+launcher that runs groups elsewhere, a group's failure does not stop the others: the failures are
+reported together once every group has ended.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import os
 import shutil
 import socket
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -34,7 +42,7 @@ from typing import Any, TypeVar
 
 from utils.errors import UserError
 from utils.progress import progress
-from utils.seeding import seed_label
+from utils.seeding import seed_label, usable_cores
 
 ConfigType = TypeVar("ConfigType")
 ResultType = TypeVar("ResultType")
@@ -73,7 +81,8 @@ class DriverContext:
 
 
 class LaunchError(RuntimeError):
-    """Some Ray tasks failed after their retries; the groups that finished are saved."""
+    """Some seed groups failed (Ray tasks after their retries, or worker processes); the groups
+    that finished are saved."""
 
 
 def split_seeds(seeds: Sequence[int], seeds_per_group: int | None) -> list[list[int]]:
@@ -84,6 +93,15 @@ def split_seeds(seeds: Sequence[int], seeds_per_group: int | None) -> list[list[
         raise UserError(f"--seeds-per-task must be at least 1, got {seeds_per_group}")
     return [list(seeds[start:start + seeds_per_group])
             for start in range(0, len(seeds), seeds_per_group)]
+
+
+def worker_count(config: Any) -> int:
+    """How many seed groups ``--launcher processes`` runs at once: ``--workers``, or one per
+    usable CPU core when it is 0."""
+    if config.workers < 0:
+        raise UserError(f"--workers must be 0 (one per CPU core) or positive, got "
+                        f"{config.workers}")
+    return config.workers or usable_cores()
 
 
 def import_ray() -> ModuleType:
@@ -101,6 +119,7 @@ def check_launcher_options(config: Any) -> None:
     if config.ray_num_cpus < 0 or config.ray_num_gpus < 0:
         raise UserError("--ray-num-cpus and --ray-num-gpus must be 0 or positive, got "
                         f"{config.ray_num_cpus} and {config.ray_num_gpus}")
+    worker_count(config)
     if config.max_retries < 0:
         raise UserError(f"--max-retries must be 0 or positive, got {config.max_retries}")
     if config.launcher == "ray" and config.device == "cuda" and config.ray_num_gpus == 0:
@@ -148,9 +167,50 @@ def launch(
     ray = import_ray() if config.launcher == "ray" else None
     group_outputs = [outputs(config, group) for group in groups] if outputs is not None else []
     claim_outputs(config, group_outputs)
+    if config.launcher == "processes":
+        return run_in_processes(run_group, config, groups)
     if ray is None:
         return [run_group(config, group) for group in groups]
     return run_on_ray(ray, run_group, config, groups, group_outputs)
+
+
+def run_in_processes(run_group: GroupFunction, config: Any, groups: list[list[int]]
+                     ) -> list[Any]:
+    """Every group in a fresh worker process, up to ``--workers`` at once; wait for all of
+    them, then report the failures together. ``run_group`` must be importable by name (a
+    module-level function of the script or of a module), as ``spawn`` pickles it so."""
+    workers = min(worker_count(config), len(groups))
+    results: list[Any] = [None] * len(groups)
+    failures: list[tuple[int, BaseException]] = []
+    bar = progress(None, total=len(groups),
+                   description=f"{len(groups)} group(s) in {workers} process(es)")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=silence_progress, max_tasks_per_child=1) as executor:
+        pending: dict[Future, int] = {executor.submit(run_group, config, group): index
+                                      for index, group in enumerate(groups)}
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index = pending.pop(future)
+                    try:
+                        results[index] = future.result()
+                    except Exception as error:  # reported with the others below
+                        failures.append((index, error))
+                    bar.update(1)
+        except BaseException:
+            executor.shutdown(wait=True, cancel_futures=True)
+            raise
+    bar.close()
+    if failures:
+        raise_failures(failures, groups, "worker process(es)")
+    return results
+
+
+def silence_progress() -> None:
+    """Worker processes show no progress bar of their own (the driver shows one over the
+    groups)."""
+    os.environ["OMRL_PROGRESS"] = "0"
 
 
 def check_reachable(address: str, timeout_seconds: float = 10.0) -> None:
@@ -226,23 +286,26 @@ def run_on_ray(ray: ModuleType, run_group: GroupFunction, config: Any, groups: l
         if connected:
             ray.shutdown()
     if failures:
-        raise_failures(failures, groups)
+        raise_failures(failures, groups, "Ray task(s)", " after their retries")
     return results
 
 
-def raise_failures(failures: list[tuple[int, Exception]], groups: list[list[int]]) -> None:
-    """A UserError for the first task stopped by bad input, else a LaunchError for them all."""
+def raise_failures(failures: list[tuple[int, BaseException]], groups: list[list[int]],
+                   runners: str, after: str = "") -> None:
+    """A UserError for the first group stopped by bad input (raised in the group, or carried as
+    the ``cause`` of a Ray error), else a LaunchError for them all; ``runners`` names what ran
+    the groups ("Ray task(s)") and ``after`` what was tried first."""
     failures = sorted(failures, key=lambda failure: failure[0])
-    others = f" ({len(failures) - 1} other task(s) failed too)" if len(failures) > 1 else ""
+    others = f" ({len(failures) - 1} other group(s) failed too)" if len(failures) > 1 else ""
     for index, error in failures:
-        cause = getattr(error, "cause", None)
+        cause = error if isinstance(error, UserError) else getattr(error, "cause", None)
         if isinstance(cause, UserError):
             raise UserError(f"seeds {seed_label(groups[index])}: {cause}{others}") from None
     labels = ", ".join(seed_label(groups[index]) for index, _ in failures)
     raise LaunchError(
-        f"{len(failures)} of {len(groups)} Ray task(s) failed after their retries (seeds "
-        f"{labels}); the groups that finished are saved: rerun with --resume true to finish the "
-        "others") from failures[0][1]
+        f"{len(failures)} of {len(groups)} {runners} failed{after} (seeds {labels}); the groups "
+        "that finished are saved: rerun with --resume true to finish the others"
+    ) from failures[0][1]
 
 
 def run_in_worker(run_group: GroupFunction, config: Any, group: list[int],

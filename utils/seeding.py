@@ -4,6 +4,7 @@ C allocator's reuse of freed memory."""
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
 import random
 from collections.abc import Callable
@@ -24,6 +25,13 @@ def seed_everything(seed: int) -> np.random.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return np.random.default_rng(seed)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def set_torch_threads(num_threads: int) -> None:

@@ -78,11 +78,15 @@ class AgentConfig:
 
 @dataclass
 class LauncherConfig:
-    """Where a script's seed groups run: in this process or as Ray tasks (utils/launchers.py)."""
+    """Where a script's seed groups run: in this process, in worker processes on this machine, or
+    as Ray tasks (utils/launchers.py)."""
 
-    launcher: Literal["local", "ray"] = option(
-        "local", "local runs the seed groups one after another in this process; ray runs each "
-        "as a Ray task (pip install -r requirements-ray.txt)")
+    launcher: Literal["local", "processes", "ray"] = option(
+        "local", "local runs the seed groups one after another in this process; processes runs "
+        "--workers of them at once, each in its own process on this machine; ray runs each as a "
+        "Ray task (pip install -r requirements-ray.txt)")
+    workers: int = option(
+        0, "with --launcher processes: seed groups running at once; 0: one per CPU core")
     ray_address: str | None = option(
         None, "Ray cluster to join ('auto' or host:port of the head node); null starts a local "
         "Ray instance on this machine")
@@ -126,8 +130,9 @@ class DataCollectionConfig(CommonConfig, AgentConfig, LauncherConfig):
     seeds: str | None = option(
         None, "train several tasks at once as a batched ensemble: '0-39' or '1,5,9'")
     seeds_per_task: int | None = option(
-        None, "split --seeds into groups of this many, each one batched collection (one Ray "
-        "task with --launcher ray); null: all seeds in one group")
+        None, "split --seeds into groups of this many, each one batched collection (one "
+        "process or Ray task with --launcher processes or ray); null: all seeds in one group, or "
+        "with --launcher processes one group per worker")
     dataset_name: str = option("default", "dataset folder: <data-dir>/<env-type>/<name>/")
     num_iters: int = option(100, "training iterations")
     num_init_rollouts_pool: int = option(10, "random-action meta-episodes before training")
