@@ -34,6 +34,7 @@ from algorithms.belief_rollouts import (
     collect_with_belief,
     evaluate_with_online_belief,
 )
+from algorithms.common import mean_metrics
 from algorithms.online import (
     OnlineBuffers,
     policy_transitions,
@@ -245,8 +246,9 @@ def main(config: OnlineConfig) -> Path:
 
         finished = iteration + 1
         if finished % config.log_interval == 0 or finished == config.num_iters:
-            scalars = mean_metrics("train/", rl_metrics)
-            scalars.update(mean_metrics("vae/", vae_metrics))
+            scalars = {f"train/{key}": value for key, value in mean_metrics(rl_metrics).items()}
+            scalars.update({f"vae/{key}": value
+                            for key, value in mean_metrics(vae_metrics).items()})
             scalars["train/environment_steps"] = float(environment_steps)
             if algorithm == "dqn":
                 scalars["train/epsilon"] = epsilon
@@ -277,14 +279,6 @@ def vae_batch(config: OnlineConfig, buffers: OnlineBuffers, sampler: torch.Gener
     tasks = sample_task_indices(config.num_train_tasks, config.meta_batch, sampler)
     return buffers.vae_batch(tasks, config.vae_batch_num_rollouts_per_task, sampler,
                              train_tasks, cell_index, device)
-
-
-def mean_metrics(prefix: str, metrics: list[dict[str, float]]) -> dict[str, float]:
-    """The mean of each metric over an iteration's updates, tagged ``<prefix><name>``."""
-    if not metrics:
-        return {}
-    return {f"{prefix}{key}": float(np.mean([entry[key] for entry in metrics]))
-            for key in metrics[0]}
 
 
 if __name__ == "__main__":
