@@ -222,7 +222,8 @@ def main(config: OnlineConfig) -> Path:
     for iteration in bar:
         started = time.perf_counter()
         epsilon = epsilon_at(config, iteration)
-        sampled = sample_task_indices(config.num_train_tasks, config.num_tasks_sample, sampler)
+        sampled = sample_task_indices(config.num_train_tasks, config.num_tasks_sample,
+                                      sampler).cpu().numpy()
         copies = np.repeat(sampled, replicas)
         rollout, beliefs = collect(copies, lambda hyper_observations, epsilon=epsilon: act(
             agent, hyper_observations, 1, deterministic=False, epsilon=epsilon))
@@ -230,9 +231,7 @@ def main(config: OnlineConfig) -> Path:
 
         rl_metrics = []
         for _ in range(config.rl_updates_per_iter):
-            tasks = torch.as_tensor(sample_task_indices(config.num_train_tasks,
-                                                        config.meta_batch, sampler),
-                                    device=device)
+            tasks = sample_task_indices(config.num_train_tasks, config.meta_batch, sampler)
             rl_metrics.append(agent.update(buffers.policy.sample_tasks(
                 tasks, config.batch_size, sampler)))
         vae_metrics = [trainer.update(vae_batch(config, buffers, sampler, train_tasks,
@@ -276,7 +275,7 @@ def vae_batch(config: OnlineConfig, buffers: OnlineBuffers, sampler: torch.Gener
               train_tasks: np.ndarray, cell_index, device: torch.device
               ) -> dict[str, torch.Tensor]:
     """A VAE batch: ``vae_batch_num_rollouts_per_task`` meta-episodes of ``meta_batch`` tasks."""
-    tasks = sample_task_indices(config.num_train_tasks, config.meta_batch, sampler)
+    tasks = sample_task_indices(config.num_train_tasks, config.meta_batch, sampler).cpu().numpy()
     return buffers.vae_batch(tasks, config.vae_batch_num_rollouts_per_task, sampler,
                              train_tasks, cell_index, device)
 
