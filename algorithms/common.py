@@ -53,6 +53,6 @@ def mean_metrics(updates: list[dict[str, torch.Tensor]]) -> dict[str, float]:
     if not updates:
         return {}
     keys = list(updates[0])
-    stacked = torch.stack([torch.stack([metrics[key].reshape(()).double() for key in keys])
-                           for metrics in updates])
-    return dict(zip(keys, stacked.mean(dim=0).tolist(), strict=True))
+    values = torch.stack([metrics[key] for metrics in updates for key in keys])
+    means = values.view(len(updates), len(keys)).double().mean(dim=0)
+    return dict(zip(keys, means.tolist(), strict=True))
