@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from algorithms.common import mean_metrics
 from algorithms.focal import FOCAL, FocalHyperparameters
 from algorithms.focal_data import OfflineTaskData, split_tasks
 from algorithms.focal_discrete import DiscreteFOCAL
@@ -55,7 +56,7 @@ from utils.logger import Logger
 from utils.plotting import trajectory_figure
 from utils.progress import progress_range
 from utils.runs import RunDirectory, run_path
-from utils.seeding import parse_seeds, prepare_process
+from utils.seeding import parse_seeds, prepare_process, wait_for_device
 from utils.stage_configs import FocalConfig
 
 STAGE = "focal"
@@ -154,6 +155,7 @@ def main(config: FocalConfig) -> Path:
                 num_train, config.meta_batch, config.batch_size, config.embedding_batch_size,
                 config.c_iter if config.use_brac else 1, config.mb_replace, sampler)
             update_metrics.append(focal.update(batch))
+        wait_for_device(device)
         iteration_seconds = time.perf_counter() - started
         train_seconds += iteration_seconds
         finished = iteration + 1
@@ -162,24 +164,25 @@ def main(config: FocalConfig) -> Path:
             result = evaluator.evaluate(focal, config.num_embedding_contexts,
                                         config.embedding_batch_size)
             evaluation_seconds = time.perf_counter() - evaluation_started
+            training_metrics = mean_metrics(update_metrics)
             if meta_episodes:
-                row = meta_episode_row(finished, focal.num_updates, update_metrics, result)
+                row = meta_episode_row(finished, focal.num_updates, training_metrics, result)
             else:
-                row = progress_row(config, finished, focal.num_updates, update_metrics, result)
+                row = progress_row(config, finished, focal.num_updates, training_metrics, result)
             row.update({"Train Time (s)": iteration_seconds, "Eval Time (s)": evaluation_seconds,
                         "Epoch Time (s)": iteration_seconds + evaluation_seconds,
                         "Total Train Time (s)": train_seconds})
             rows.append(row)
             write_progress(run.path / "progress.csv", rows)
             if meta_episodes:
-                logger.log(finished, meta_episode_scalars(row, update_metrics, result))
+                logger.log(finished, meta_episode_scalars(row, training_metrics, result))
                 bar.set_postfix(return_sum=f"{row[ONLINE_SUM_COLUMN]:.2f}")
                 save_meta_episode_figures(logger, evaluator, data, result, num_train, finished)
                 write_evaluation(run, finished, split.eval_seeds, data.tasks[test_task_ids],
                                  result.online_returns, result.offline_returns,
                                  result.online_successes, result.offline_successes)
             else:
-                logger.log(finished, tensorboard_scalars(row, update_metrics, result))
+                logger.log(finished, tensorboard_scalars(row, training_metrics, result))
                 bar.set_postfix(test_return=f"{row['AverageReturn_all_test_tasks']:.2f}")
                 save_figures(logger, evaluator, data, result, num_train, finished)
                 write_evaluation(run, finished, split.eval_seeds, data.tasks[test_task_ids],
@@ -192,9 +195,10 @@ def main(config: FocalConfig) -> Path:
 
 
 def progress_row(config: FocalConfig, epoch: int, num_updates: int,
-                 update_metrics: list[dict[str, float]], result: EvaluationResult
+                 training_metrics: dict[str, float], result: EvaluationResult
                  ) -> dict[str, float]:
-    """One row of progress.csv in FOCAL's column names (spec focal.md 4.3)."""
+    """One row of progress.csv in FOCAL's column names (spec focal.md 4.3), with the metrics of
+    ``FOCAL.update`` averaged over the iteration's updates (NaN when it made none)."""
     row: dict[str, float] = {
         "Epoch": epoch,
         "Number of train steps total": num_updates,
@@ -203,15 +207,15 @@ def progress_row(config: FocalConfig, epoch: int, num_updates: int,
         **return_columns(result.test_returns, result.train_returns, result.online_returns),
     }
     for column, key in TRAINING_COLUMNS.items():
-        row[column] = float(np.mean([metrics[key] for metrics in update_metrics])) \
-            if update_metrics else float("nan")
+        row[column] = training_metrics[key] if training_metrics else float("nan")
     row["Embedding RMS"], row["Embedding ESR"] = result.rms, result.esr
     return row
 
 
-def tensorboard_scalars(row: dict[str, float], update_metrics: list[dict[str, float]],
+def tensorboard_scalars(row: dict[str, float], training_metrics: dict[str, float],
                         result: EvaluationResult) -> dict[str, float]:
-    """The logger's tags (eval/, focal/, time/) for one evaluation."""
+    """The logger's tags (eval/, focal/, time/) for one evaluation, with the iteration's mean
+    update metrics as ``focal/<name>``."""
     scalars = {
         "eval/test_return": row["AverageReturn_all_test_tasks"],
         "eval/test_return_first_trajectory": row["AverageReturn_first_trajectory_all_test_tasks"],
@@ -224,8 +228,7 @@ def tensorboard_scalars(row: dict[str, float], update_metrics: list[dict[str, fl
         scalars["eval/train_return"] = row["AverageReturn_all_train_tasks"]
     for episode, value in enumerate(result.online_returns.mean(axis=0), start=1):
         scalars[f"eval/online_context_return_episode_{episode}"] = float(value)
-    for key in (update_metrics[0] if update_metrics else {}):
-        scalars[f"focal/{key}"] = float(np.mean([metrics[key] for metrics in update_metrics]))
+    scalars.update({f"focal/{key}": value for key, value in training_metrics.items()})
     return scalars
 
 
@@ -252,20 +255,19 @@ def log_embedding_figure(logger: Logger, latents: np.ndarray, tasks: np.ndarray,
     logger.figure("eval/task_embeddings", figure, step)
 
 
-def training_columns(update_metrics: list[dict[str, float]]) -> dict[str, float]:
-    """FOCAL's loss columns averaged over the iteration's updates, for the metrics the agent
-    reports (the Discrete variant has a behaviour loss instead of the dual critic's and no
-    Gaussian mean or log std)."""
-    reported = update_metrics[0] if update_metrics else {}
+def training_columns(training_metrics: dict[str, float]) -> dict[str, float]:
+    """FOCAL's loss columns from the update metrics averaged over the iteration, for the metrics
+    the agent reports (the Discrete variant has a behaviour loss instead of the dual critic's and
+    no Gaussian mean or log std)."""
     columns = {**TRAINING_COLUMNS, **DISCRETE_TRAINING_COLUMNS}
-    return {column: float(np.mean([metrics[key] for metrics in update_metrics]))
-            for column, key in columns.items() if key in reported}
+    return {column: training_metrics[key] for column, key in columns.items()
+            if key in training_metrics}
 
 
 ONLINE_SUM_COLUMN = "AverageReturn_online_context_sum_all_test_tasks"
 
 
-def meta_episode_row(epoch: int, num_updates: int, update_metrics: list[dict[str, float]],
+def meta_episode_row(epoch: int, num_updates: int, training_metrics: dict[str, float],
                      result: MetaEpisodeEvaluation) -> dict[str, float]:
     """One row of progress.csv for BOReL's env-types: mean over held-out tasks of each inner
     episode's return, their sum and the success rate, for the online and the offline context."""
@@ -278,12 +280,12 @@ def meta_episode_row(epoch: int, num_updates: int, update_metrics: list[dict[str
         row[f"AverageReturn_{protocol}_context_sum_all_test_tasks"] = float(
             returns.sum(axis=1).mean())
         row[f"SuccessRate_{protocol}_context_all_test_tasks"] = float(successes.mean())
-    row.update(training_columns(update_metrics))
+    row.update(training_columns(training_metrics))
     row["Embedding RMS"], row["Embedding ESR"] = result.rms, result.esr
     return row
 
 
-def meta_episode_scalars(row: dict[str, float], update_metrics: list[dict[str, float]],
+def meta_episode_scalars(row: dict[str, float], training_metrics: dict[str, float],
                          result: MetaEpisodeEvaluation) -> dict[str, float]:
     """Stage 3's tags for the online-context protocol (``eval/return_episode_{i}``,
     ``eval/return_sum``, ``eval/success_rate``), the same with ``offline_context_`` for the
@@ -299,8 +301,7 @@ def meta_episode_scalars(row: dict[str, float], update_metrics: list[dict[str, f
     scalars.update({"eval/embedding_rms": result.rms, "eval/embedding_esr": result.esr,
                     "time/train_seconds": row["Train Time (s)"],
                     "time/eval_seconds": row["Eval Time (s)"]})
-    for key in (update_metrics[0] if update_metrics else {}):
-        scalars[f"focal/{key}"] = float(np.mean([metrics[key] for metrics in update_metrics]))
+    scalars.update({f"focal/{key}": value for key, value in training_metrics.items()})
     return scalars
 
 

@@ -34,6 +34,7 @@ from algorithms.belief_rollouts import (
     collect_with_belief,
     evaluate_with_online_belief,
 )
+from algorithms.common import mean_metrics
 from algorithms.online import (
     OnlineBuffers,
     policy_transitions,
@@ -221,7 +222,8 @@ def main(config: OnlineConfig) -> Path:
     for iteration in bar:
         started = time.perf_counter()
         epsilon = epsilon_at(config, iteration)
-        sampled = sample_task_indices(config.num_train_tasks, config.num_tasks_sample, sampler)
+        sampled = sample_task_indices(config.num_train_tasks, config.num_tasks_sample,
+                                      sampler).cpu().numpy()
         copies = np.repeat(sampled, replicas)
         rollout, beliefs = collect(copies, lambda hyper_observations, epsilon=epsilon: act(
             agent, hyper_observations, 1, deterministic=False, epsilon=epsilon))
@@ -229,9 +231,7 @@ def main(config: OnlineConfig) -> Path:
 
         rl_metrics = []
         for _ in range(config.rl_updates_per_iter):
-            tasks = torch.as_tensor(sample_task_indices(config.num_train_tasks,
-                                                        config.meta_batch, sampler),
-                                    device=device)
+            tasks = sample_task_indices(config.num_train_tasks, config.meta_batch, sampler)
             rl_metrics.append(agent.update(buffers.policy.sample_tasks(
                 tasks, config.batch_size, sampler)))
         vae_metrics = [trainer.update(vae_batch(config, buffers, sampler, train_tasks,
@@ -245,8 +245,9 @@ def main(config: OnlineConfig) -> Path:
 
         finished = iteration + 1
         if finished % config.log_interval == 0 or finished == config.num_iters:
-            scalars = mean_metrics("train/", rl_metrics)
-            scalars.update(mean_metrics("vae/", vae_metrics))
+            scalars = {f"train/{key}": value for key, value in mean_metrics(rl_metrics).items()}
+            scalars.update({f"vae/{key}": value
+                            for key, value in mean_metrics(vae_metrics).items()})
             scalars["train/environment_steps"] = float(environment_steps)
             if algorithm == "dqn":
                 scalars["train/epsilon"] = epsilon
@@ -274,17 +275,9 @@ def vae_batch(config: OnlineConfig, buffers: OnlineBuffers, sampler: torch.Gener
               train_tasks: np.ndarray, cell_index, device: torch.device
               ) -> dict[str, torch.Tensor]:
     """A VAE batch: ``vae_batch_num_rollouts_per_task`` meta-episodes of ``meta_batch`` tasks."""
-    tasks = sample_task_indices(config.num_train_tasks, config.meta_batch, sampler)
+    tasks = sample_task_indices(config.num_train_tasks, config.meta_batch, sampler).cpu().numpy()
     return buffers.vae_batch(tasks, config.vae_batch_num_rollouts_per_task, sampler,
                              train_tasks, cell_index, device)
-
-
-def mean_metrics(prefix: str, metrics: list[dict[str, float]]) -> dict[str, float]:
-    """The mean of each metric over an iteration's updates, tagged ``<prefix><name>``."""
-    if not metrics:
-        return {}
-    return {f"{prefix}{key}": float(np.mean([entry[key] for entry in metrics]))
-            for key in metrics[0]}
 
 
 if __name__ == "__main__":

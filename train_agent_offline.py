@@ -30,6 +30,7 @@ import torch
 from algorithms.agents import choose_algorithm, make_agent
 from algorithms.belief_evaluation import draw_figures
 from algorithms.belief_rollouts import OnlineBelief, evaluate_with_online_belief
+from algorithms.common import mean_metrics
 from algorithms.state_relabelling import HyperstateCache, relabel_states
 from algorithms.vae import load_vae_run
 from environments.bamdp import BatchedBAMDP
@@ -161,9 +162,7 @@ def main(config: OfflineConfig) -> Path:
         finished = iteration + 1
         if finished % config.log_interval == 0 or finished == config.num_iters:
             rollout, beliefs = evaluate_with_online_belief(agent, belief, evaluation, eval_seeds)
-            scalars = {f"train/{key}": float(np.mean([metrics[key] for metrics in
-                                                      update_metrics]))
-                       for key in update_metrics[0]}
+            scalars = {f"train/{key}": value for key, value in mean_metrics(update_metrics).items()}
             scalars.update(evaluation_scalars(rollout, episodes_per_task))
             scalars["time/seconds_per_iteration"] = time.perf_counter() - started
             logger.log(finished, scalars)

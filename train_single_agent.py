@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from algorithms.agents import act, choose_algorithm, epsilon_at, evaluate_agents, make_agent
+from algorithms.common import mean_metrics
 from environments.bamdp import BatchedBAMDP
 from environments.registry import get_spec, make_batched_env, resolve_options
 from utils.config import load_config
@@ -220,9 +221,7 @@ def main(config: DataCollectionConfig) -> Path:
                           for _ in range(config.rl_updates_per_iter)]
         finished = iteration + 1
         if finished % config.log_interval == 0 or finished == config.num_iters:
-            scalars = {f"train/{key}": float(np.mean([metrics[key] for metrics in
-                                                      update_metrics]))
-                       for key in (update_metrics[0] if update_metrics else {})}
+            scalars = {f"train/{key}": value for key, value in mean_metrics(update_metrics).items()}
             rollout = evaluate_agents(agent, evaluation, seeds, num_tasks)
             scalars.update(evaluation_scalars(rollout, episodes_per_task))
             scalars["train/epsilon" if algorithm == "dqn" else "train/entropy_alpha"] = (

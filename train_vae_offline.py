@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from algorithms.agents import load_collection_agents
+from algorithms.common import mean_metrics
 from algorithms.relabelling import (
     check_relabelling_possible,
     collect_replaying_rollouts,
@@ -186,8 +187,7 @@ def main(config: VAEConfig) -> Path:
                              schedule_rng)]
         finished = epoch + 1
         if finished % config.log_interval == 0 or finished == config.num_iters:
-            scalars = {f"vae/{key}": float(np.mean([metrics[key] for metrics in epoch_metrics]))
-                       for key in epoch_metrics[0]}
+            scalars = {f"vae/{key}": value for key, value in mean_metrics(epoch_metrics).items()}
             scalars["vae/updates"] = float(trainer.num_updates)
             logger.log(finished, scalars)
             bar.set_postfix(loss=f"{scalars['vae/loss']:.3f}")

@@ -1,4 +1,5 @@
-"""Pieces shared by the RL algorithms: target updates and per-member gradient clipping."""
+"""Pieces shared by the RL algorithms: target updates, per-member gradient clipping, and the
+averaging of update metrics at log time."""
 
 from __future__ import annotations
 
@@ -45,7 +46,13 @@ def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: fl
     optimizer.step()
 
 
-def to_floats(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Scalar tensors to floats with one device-to-host copy for all of them."""
-    values = torch.stack([value.detach().float().reshape(()) for value in metrics.values()])
-    return dict(zip(metrics, values.tolist(), strict=True))
+def mean_metrics(updates: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+    """The mean over ``updates`` of each metric (the keys of the first update; every update
+    reports the same keys), as floats; the metrics are scalar tensors on the training device,
+    averaged there and copied to the host at once (an empty list gives an empty dict)."""
+    if not updates:
+        return {}
+    keys = list(updates[0])
+    values = torch.stack([metrics[key] for metrics in updates for key in keys])
+    means = values.view(len(updates), len(keys)).double().mean(dim=0)
+    return dict(zip(keys, means.tolist(), strict=True))

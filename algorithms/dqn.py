@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from algorithms.common import polyak_update, step, to_floats
+from algorithms.common import polyak_update, step
 from models.ensemble import EnsembleMLP
 
 Batch = dict[str, torch.Tensor]
@@ -67,8 +67,9 @@ class DQN:
                                        device=device)
         return torch.where(explore, random_actions, greedy)
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        """One gradient step of every member on its slice of ``batch``; returns mean metrics."""
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One gradient step of every member on its slice of ``batch``; returns the mean metrics
+        as detached scalar tensors on the device (no host synchronisation)."""
         taken = batch["actions"].argmax(dim=-1, keepdim=True)
         all_q_values = self.q_network(batch["observations"])
         q_values = all_q_values.gather(-1, taken)
@@ -85,7 +86,7 @@ class DQN:
         step(self.optimizer, loss, self.max_grad_norm)
         polyak_update(self.target_network, self.q_network, self.tau)
         self.num_updates += 1
-        return to_floats(metrics)
+        return metrics
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -277,12 +277,6 @@ class FocalBase:
         else:
             self._step(("q_networks",), q_loss)
 
-    @staticmethod
-    def _as_floats(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Scalar tensors to floats with a single device synchronisation."""
-        values = torch.stack([value.float() for value in metrics.values()]).tolist()
-        return dict(zip(metrics, values, strict=True))
-
     # ------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
         """Networks, target V, optimisers, alpha and the update counter (weights_only-loadable)."""
@@ -367,8 +361,9 @@ class FOCAL(FocalBase):
             batch["next_actions"], latents)
         return torch.where(batch["next_action_valid"] > 0, following, current)
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        """One FOCAL gradient step on a meta-batch; returns the mean metrics.
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One FOCAL gradient step on a meta-batch; returns the mean metrics as detached scalar
+        tensors on the device (no host synchronisation).
 
         ``batch``: ``task_ids`` (T,) long; ``context`` (T, N, D); ``observations``,
         ``next_observations`` (T, B, o); ``actions``, ``next_actions`` (T, B, A) in [-1, 1];
@@ -432,7 +427,7 @@ class FOCAL(FocalBase):
             "v_loss": value_loss.detach(),
             "policy_loss": policy_loss.detach(),
             "dual_critic_loss": dual_critic_loss.detach(),
-            "alpha": self.alpha.value,
+            "alpha": self.alpha.value.clone(),
             "divergence": mean_divergence,
             "q_prediction": q_values.detach().mean(),
             "v_prediction": values.detach().mean(),
@@ -441,4 +436,4 @@ class FOCAL(FocalBase):
             "policy_log_std": log_std.detach().mean(),
             "latent_spread": latents.detach().std(dim=0, unbiased=False).mean(),
         }
-        return self._as_floats(metrics)
+        return metrics

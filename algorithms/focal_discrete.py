@@ -97,8 +97,9 @@ class DiscreteFOCAL(FocalBase):
             log_behaviour = functional.log_softmax(self.behaviour(observations, latents), dim=-1)
         return categorical_kl(log_policy, log_behaviour)
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        """One gradient step on a meta-batch; returns the mean metrics.
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One gradient step on a meta-batch; returns the mean metrics as detached scalar tensors
+        on the device (no host synchronisation).
 
         ``batch`` as for :meth:`FOCAL.update`, with ``actions`` and ``extra_actions`` one-hot
         over the A actions; ``next_actions`` and ``next_action_valid`` are not used.
@@ -160,11 +161,11 @@ class DiscreteFOCAL(FocalBase):
             "v_loss": value_loss.detach(),
             "policy_loss": policy_loss.detach(),
             "behaviour_loss": behaviour_loss.detach(),
-            "alpha": self.alpha.value,
+            "alpha": self.alpha.value.clone(),
             "divergence": mean_divergence,
             "q_prediction": q_values.detach().mean(),
             "v_prediction": values.detach().mean(),
             "log_prob": (policy * log_policy).detach().sum(dim=-1).mean(),
             "latent_spread": latents.detach().std(dim=0, unbiased=False).mean(),
         }
-        return self._as_floats(metrics)
+        return metrics

@@ -52,13 +52,13 @@ def task_split(env: BatchedTaskEnv, num_train: int, num_eval: int, seed: int
     return train_seeds, train_tasks, eval_seeds, eval_tasks
 
 
-def sample_task_indices(num_tasks: int, count: int, generator: torch.Generator) -> np.ndarray:
-    """``count`` task indices, without replacement when ``count`` <= ``num_tasks`` (else with)."""
+def sample_task_indices(num_tasks: int, count: int, generator: torch.Generator
+                        ) -> torch.Tensor:
+    """``count`` task indices (count,) on the generator's device, without replacement when
+    ``count`` <= ``num_tasks`` (else with); a caller that needs them on the host copies them."""
     if count <= num_tasks:
-        chosen = torch.randperm(num_tasks, generator=generator, device=generator.device)[:count]
-    else:
-        chosen = torch.randint(num_tasks, (count,), generator=generator, device=generator.device)
-    return chosen.cpu().numpy()
+        return torch.randperm(num_tasks, generator=generator, device=generator.device)[:count]
+    return torch.randint(num_tasks, (count,), generator=generator, device=generator.device)
 
 
 def reward_source(belief_rewards: bool, oracle: bool, switch_iteration: int | None,

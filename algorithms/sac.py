@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from algorithms.common import polyak_update, step, to_floats
+from algorithms.common import polyak_update, step
 from models.ensemble import EnsembleMLP
 from models.policies import TanhGaussianPolicy
 
@@ -103,8 +103,9 @@ class SAC:
         """Actions (K, N, action_dim) in [-1, 1] for observations (K, N, obs_dim)."""
         return self.policy.sample(observations, deterministic)[0]
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        """One gradient step of every member on its slice of ``batch``; returns mean metrics."""
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One gradient step of every member on its slice of ``batch``; returns the mean metrics
+        as detached scalar tensors on the device (no host synchronisation)."""
         observations, actions = batch["observations"], batch["actions"]
         rewards, terminations = batch["rewards"], batch["terminations"]
         alpha = self.alpha
@@ -146,7 +147,7 @@ class SAC:
         if cql_penalty is not None:
             metrics["cql_penalty"] = cql_penalty.detach().mean()
         self.num_updates += 1
-        return to_floats(metrics)
+        return metrics
 
     def cql_penalty(self, observations: torch.Tensor, next_observations: torch.Tensor,
                     q_values: torch.Tensor) -> torch.Tensor:

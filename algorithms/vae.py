@@ -4,7 +4,8 @@
 
     loss = mean_b (w_rew R_b + w_state S_b + w_kl K_b + w_task Tk_b)
 
-(the terms of :meth:`models.vae.VAE.loss_terms`) and returns the batch means of the terms.
+(the terms of :meth:`models.vae.VAE.loss_terms`) and returns the batch means of the terms as
+scalar tensors on the device.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Any
 
 import torch
 
-from algorithms.common import to_floats
 from models.vae import VAE
 from utils.config import load_saved_config
 from utils.errors import UserError
@@ -51,8 +51,10 @@ class VAETrainer:
         total = sum(self.weights[name] * value for name, value in terms.items()).mean()
         return total, terms
 
-    def update(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, float]:
-        """One gradient step; returns ``loss`` and the mean per-trajectory terms."""
+    def update(self, batch: Batch, generator: torch.Generator | None = None
+               ) -> dict[str, torch.Tensor]:
+        """One gradient step; returns ``loss`` and the mean per-trajectory terms as detached
+        scalar tensors on the device (no host synchronisation)."""
         total, terms = self.loss(batch, generator)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -63,7 +65,7 @@ class VAETrainer:
         metrics = {"loss": total.detach()}
         metrics.update({f"{name}_loss" if name != "kl" else "kl": value.detach().mean()
                         for name, value in terms.items()})
-        return to_floats(metrics)
+        return metrics
 
     def state_dict(self) -> dict[str, Any]:
         return {"vae": self.vae.state_dict(), "optimizer": self.optimizer.state_dict(),

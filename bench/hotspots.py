@@ -46,7 +46,8 @@ FIXES = [
     "CPU instead of a batched matrix-vector product (`models/ensemble.py`), which MKL runs "
     "several times slower for stacks of 2 or more members",
     "the policy's mean and log-std heads are one layer; log pi reuses the drawn noise",
-    "metrics leave the device in one copy per update instead of one `.item()` per metric; "
+    "metrics stay on the device as tensors and leave it in one copy per logged iteration "
+    "(`algorithms.common.mean_metrics`) instead of one `.item()` per metric per update; "
     "Polyak averaging is one multi-tensor `lerp_`",
     "the policy step back-propagates into the policy's parameters only (`backward(inputs=...)`)",
     "replay batches are gathered with one `index_select` per field on the flattened storage "

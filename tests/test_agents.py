@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from algorithms.agents import epsilon_at
-from algorithms.common import step, to_floats
+from algorithms.common import step
 from algorithms.dqn import DQN
 from algorithms.sac import SAC
 from models.ensemble import EnsembleLinear, EnsembleMLP, member_state
@@ -66,7 +66,8 @@ def test_sac_update_changes_every_parameter_and_polyak_targets():
     assert not torch.equal(agent.log_alpha, log_alpha)
     assert {"critic_loss", "policy_loss", "alpha_loss", "alpha", "q_value", "log_prob"} <= set(
         metrics)
-    assert all(np.isfinite(value) for value in metrics.values())
+    assert all(value.shape == () and not value.requires_grad and torch.isfinite(value)
+               for value in metrics.values())
 
 
 def test_dqn_update_changes_every_parameter_and_polyak_targets():
@@ -92,7 +93,7 @@ def test_dqn_loss_matches_a_loop_reference():
         target = batch["rewards"][0, index, 0] + 0.9 * (
             1 - batch["terminations"][0, index, 0]) * next_best
         reference += float((value - target).detach() ** 2) / 6
-    assert agent.update(batch)["q_loss"] == pytest.approx(reference, rel=1e-5)
+    assert float(agent.update(batch)["q_loss"]) == pytest.approx(reference, rel=1e-5)
 
 
 def copy_member(source, target, member: int, modules: list[str]) -> None:
@@ -176,7 +177,9 @@ def test_state_dict_round_trip_restores_training_exactly():
     first = agent.update(sac_batch(2, seed=1))
     torch.manual_seed(5)
     second = clone.update(sac_batch(2, seed=1))
-    assert first == second and clone.num_updates == agent.num_updates == 2
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[key], second[key]) for key in first)
+    assert clone.num_updates == agent.num_updates == 2
 
 
 def test_sac_deterministic_actions_are_tanh_of_the_mean():
@@ -269,7 +272,7 @@ def test_dqn_cql_penalty_is_logsumexp_minus_the_data_q_value():
     taken = batch["actions"][0].argmax(-1)
     expected = np.mean([float(torch.logsumexp(all_values[index], 0)
                               - all_values[index, taken[index]]) for index in range(6)])
-    metrics = agent.update(batch)
+    metrics = {key: float(value) for key, value in agent.update(batch).items()}
     assert metrics["cql_penalty"] == pytest.approx(expected, rel=1e-5)
     assert metrics["cql_penalty"] > 0.0
 
@@ -350,9 +353,3 @@ def test_sac_policy_step_computes_no_critic_gradients():
     for name, parameter in agent.critic.named_parameters():
         torch.testing.assert_close(parameter.grad, critic_gradients[name])
     assert all(parameter.grad is not None for parameter in agent.policy.parameters())
-
-
-def test_metrics_become_floats_in_one_copy():
-    values = {"a": torch.tensor(1.5), "b": torch.tensor([2.0]),
-              "c": torch.tensor(3, dtype=torch.int64)}
-    assert to_floats(values) == {"a": 1.5, "b": 2.0, "c": 3.0}

@@ -105,7 +105,7 @@ def test_policy_loss_and_divergence_equal_the_hand_computation_with_fixed_networ
     divergence = focal.divergence(torch.rand(2, 3, OBSERVATION_DIM), torch.rand(2, 3, LATENT))
     assert divergence.shape == (2, 3, 1)
     torch.testing.assert_close(divergence, torch.full((2, 3, 1), kl), rtol=1e-5, atol=1e-6)
-    metrics = focal.update(random_batch())
+    metrics = {key: float(value) for key, value in focal.update(random_batch()).items()}
     assert metrics["divergence"] == pytest.approx(kl, rel=1e-5)
     assert metrics["policy_loss"] == pytest.approx(expected_policy_loss, rel=1e-5)
     assert metrics["log_prob"] == pytest.approx(sum(p * math.log(p) for p in pi), rel=1e-5)
@@ -182,7 +182,7 @@ def test_encoder_gradient_comes_only_from_the_metric_loss():
 def test_without_brac_the_behaviour_model_is_not_trained_and_alpha_stays():
     focal = make_focal(use_brac=False)
     before = [value.clone() for value in focal.behaviour.parameters()]
-    metrics = focal.update(random_batch())
+    metrics = {key: float(value) for key, value in focal.update(random_batch()).items()}
     assert all(torch.equal(old, new) for old, new in zip(before, focal.behaviour.parameters(),
                                                           strict=True))
     assert metrics["divergence"] == 0.0 and metrics["alpha"] == 2.0

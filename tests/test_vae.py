@@ -186,7 +186,7 @@ def test_trainer_update_moves_every_parameter_and_reports_terms():
     vae = make_vae()
     trainer = VAETrainer(vae, lr=1e-2, kl_weight=0.05)
     before = {name: value.detach().clone() for name, value in vae.named_parameters()}
-    metrics = trainer.update(random_batch())
+    metrics = {key: float(value) for key, value in trainer.update(random_batch()).items()}
     for name, value in vae.named_parameters():
         assert not torch.equal(value, before[name]), name
     assert set(metrics) == {"loss", "reward_loss", "state_loss", "kl", "task_loss"}

@@ -2,7 +2,9 @@
 
 :class:`EnsembleReplayBuffer` keeps, for each of K members, the valid transitions collected in
 its task (padding is dropped on insertion) as tensors (K, capacity, dim) on the device. ``sample``
-draws, for every member, ``batch_size`` indices uniformly among that member's own transitions.
+draws, for every member, ``batch_size`` indices uniformly among that member's own transitions,
+entirely on the device: the members' sizes are mirrored on the host for the emptiness checks, so
+sampling never waits for the device.
 
 :class:`TrajectoryBuffer` keeps whole meta-episodes (K, capacity, T, dim) per task in host memory,
 first in first out, for the belief model (whose loss needs complete trajectories).
@@ -33,7 +35,9 @@ class EnsembleReplayBuffer:
     """FIFO storage of (K, capacity, dim) transitions; member k holds task k's data.
 
     ``initial_capacity`` (default: all of ``capacity``) is the first allocation; the storage
-    doubles when a member needs more, up to ``capacity``.
+    doubles when a member needs more, up to ``capacity``. ``sizes`` (K,) on the device scales the
+    sampled indices; ``host_sizes``, a numpy copy kept equal to it by every method that changes
+    it, answers questions about the sizes without a device-to-host copy.
     """
 
     def __init__(self, num_members: int, capacity: int, dims: dict[str, int],
@@ -50,6 +54,7 @@ class EnsembleReplayBuffer:
             for name, dim in self.dims.items()
         }
         self.sizes = torch.zeros(num_members, dtype=torch.long, device=self.device)
+        self.host_sizes = np.zeros(num_members, dtype=np.int64)
         self.positions = np.zeros(num_members, dtype=np.int64)
 
     @property
@@ -86,17 +91,19 @@ class EnsembleReplayBuffer:
             values = torch.as_tensor(flat[name], dtype=torch.float32, device=self.device)
             self.storage[name][member, indices] = values
         self.positions[member] = (start + count) % self.capacity
-        self.sizes[member] = min(self.capacity, int(self.sizes[member]) + count)
+        self.host_sizes[member] = min(self.capacity, int(self.host_sizes[member]) + count)
+        self.sizes[member] = int(self.host_sizes[member])
 
     def clear(self) -> None:
         """Forget every transition (the allocation is kept)."""
         self.sizes.zero_()
+        self.host_sizes[:] = 0
         self.positions[:] = 0
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None
                ) -> dict[str, torch.Tensor]:
         """A batch (K, batch_size, dim) per field, uniform over each member's transitions."""
-        if int(self.sizes.min()) == 0:
+        if not self.host_sizes.all():
             raise UserError("cannot sample from an empty replay buffer")
         uniform = torch.rand(self.num_members, batch_size, generator=generator,
                              device=self.device)
@@ -108,10 +115,14 @@ class EnsembleReplayBuffer:
     def sample_tasks(self, members: torch.Tensor, batch_size: int,
                      generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """One batch (1, M * batch_size, dim) of ``batch_size`` transitions from each of the
-        members ``members`` (M,) (repeats allowed): a meta-batch of tasks for one agent."""
-        sizes = self.sizes[members]
-        if int(sizes.min()) == 0:
+        members ``members`` (M,) (repeats allowed): a meta-batch of tasks for one agent.
+
+        ``members`` stays on the device (callers draw it there), so the emptiness check is made
+        on the host copy of the sizes for every member of the buffer, not only the listed ones:
+        every member must hold transitions (the callers draw among all of them)."""
+        if not self.host_sizes.all():
             raise UserError("cannot sample from a task without transitions")
+        sizes = self.sizes[members]
         uniform = torch.rand(len(members), batch_size, generator=generator, device=self.device)
         indices = (uniform * sizes[:, None]).long()
         return {name: rows.unsqueeze(0) for name, rows in self._gather(members, indices).items()}
@@ -126,10 +137,10 @@ class EnsembleReplayBuffer:
 
     def state_dict(self) -> dict[str, Any]:
         """The stored transitions (the filled part only), sizes and write positions."""
-        filled = int(self.sizes.max()) if self.num_members else 0
+        filled = int(self.host_sizes.max(initial=0))
         return {"storage": {name: values[:, :filled].cpu().clone()
                             for name, values in self.storage.items()},
-                "sizes": self.sizes.cpu().clone(),
+                "sizes": torch.from_numpy(self.host_sizes.copy()),
                 "positions": torch.as_tensor(self.positions)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -142,6 +153,7 @@ class EnsembleReplayBuffer:
         for name, values in state["storage"].items():
             self.storage[name][:, :filled] = values.to(self.device)
         self.sizes.copy_(state["sizes"].to(self.device))
+        self.host_sizes = state["sizes"].cpu().numpy().astype(np.int64).copy()
         self.positions = state["positions"].numpy().astype(np.int64).copy()
 
 

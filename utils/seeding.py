@@ -79,6 +79,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def wait_for_device(device: torch.device) -> None:
+    """Return once the work queued on ``device`` is done (at once on a CPU), so that a timer read
+    afterwards counts it: updates return device tensors and never wait by themselves."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def evaluation_seeds(train_seeds: list[int], count: int, seed: int,
                      task_of_seed: Callable[[int], np.ndarray] | None = None,
                      train_tasks: np.ndarray | None = None) -> list[int]:
