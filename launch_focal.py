@@ -56,7 +56,13 @@ from utils.logger import Logger
 from utils.plotting import trajectory_figure
 from utils.progress import progress_range
 from utils.runs import RunDirectory, run_path
-from utils.seeding import parse_seeds, prepare_process, wait_for_device
+from utils.seeding import (
+    parse_seeds,
+    prepare_process,
+    restore_torch_random_state,
+    torch_random_state,
+    wait_for_device,
+)
 from utils.stage_configs import FocalConfig
 
 STAGE = "focal"
@@ -131,9 +137,7 @@ def main(config: FocalConfig) -> Path:
         start, train_seconds = int(checkpoint["iteration"]), float(checkpoint["train_seconds"])
         rows = [dict(row) for row in checkpoint["progress"]]
         focal.load_state_dict(checkpoint["focal"])
-        torch.set_rng_state(checkpoint["torch_rng"])
-        if "cuda_rng" in checkpoint:
-            torch.cuda.set_rng_state(checkpoint["cuda_rng"], device)
+        restore_torch_random_state(checkpoint, device)
         sampler.set_state(checkpoint["sampler"].to(sampler.get_state().device))
     logger.truncate_after(start)  # drop rows logged after the checkpoint by a killed run
     write_progress(run.path / "progress.csv", rows)
@@ -141,9 +145,7 @@ def main(config: FocalConfig) -> Path:
     def save(iteration: int) -> None:
         state = {"iteration": iteration, "focal": focal.state_dict(),
                  "train_seconds": train_seconds, "progress": rows,
-                 "torch_rng": torch.get_rng_state(), "sampler": sampler.get_state()}
-        if device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(device)
+                 "sampler": sampler.get_state(), **torch_random_state(device)}
         run.save_checkpoint(state, step=iteration, keep=iteration % config.save_interval == 0)
 
     bar = progress_range(start, config.num_iterations, f"FOCAL {config.env_type}")

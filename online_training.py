@@ -51,7 +51,7 @@ from utils.logger import Logger
 from utils.progress import progress_range
 from utils.rollouts import MetaEpisodeBatch, evaluation_scalars, stored_action_dim
 from utils.runs import RunDirectory, run_path
-from utils.seeding import prepare_process
+from utils.seeding import prepare_process, restore_torch_random_state, torch_random_state
 from utils.stage_configs import OnlineConfig
 
 STAGE = "online"
@@ -178,12 +178,10 @@ def main(config: OnlineConfig) -> Path:
         state = {"iteration": iteration, "agent": agent.state_dict(),
                  "trainer": trainer.state_dict()}
         resume_state = {
-            "buffers": buffers.state_dict(), "torch_rng": torch.get_rng_state(),
+            "buffers": buffers.state_dict(), **torch_random_state(device),
             "sampler": sampler.get_state(), "noise": noise.get_state(),
             "action_rng": action_rng.bit_generator.state,
             "env_streams": collection.env.random_state(), "environment_steps": environment_steps}
-        if device.type == "cuda":
-            resume_state["cuda_rng"] = torch.cuda.get_rng_state(device)
         run.save_checkpoint(state, step=iteration, keep=True, latest_only=resume_state)
 
     start = 0
@@ -195,9 +193,7 @@ def main(config: OnlineConfig) -> Path:
         agent.load_state_dict(checkpoint["agent"])
         trainer.load_state_dict(checkpoint["trainer"])
         buffers.load_state_dict(checkpoint["buffers"])
-        torch.set_rng_state(checkpoint["torch_rng"])
-        if "cuda_rng" in checkpoint:
-            torch.cuda.set_rng_state(checkpoint["cuda_rng"], device)
+        restore_torch_random_state(checkpoint, device)
         sampler.set_state(checkpoint["sampler"].to(sampler.get_state().device))
         noise.set_state(checkpoint["noise"].to(noise.get_state().device))
         action_rng.bit_generator.state = checkpoint["action_rng"]

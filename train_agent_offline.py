@@ -48,7 +48,12 @@ from utils.progress import progress_range
 from utils.replay import FIELDS, EnsembleReplayBuffer
 from utils.rollouts import evaluation_scalars
 from utils.runs import RunDirectory, find_run, run_path
-from utils.seeding import evaluation_seeds, prepare_process
+from utils.seeding import (
+    evaluation_seeds,
+    prepare_process,
+    restore_torch_random_state,
+    torch_random_state,
+)
 from utils.stage_configs import OfflineConfig, VAEConfig
 
 STAGE = "offline"
@@ -145,9 +150,7 @@ def main(config: OfflineConfig) -> Path:
         start = int(checkpoint["iteration"])
         agent.load_state_dict(checkpoint["agent"])
         sampler.set_state(checkpoint["sampler"].to(sampler.get_state().device))
-        torch.set_rng_state(checkpoint["torch_rng"])
-        if "cuda_rng" in checkpoint:
-            torch.cuda.set_rng_state(checkpoint["cuda_rng"], device)
+        restore_torch_random_state(checkpoint, device)
     logger.truncate_after(start)  # drop rows logged after the checkpoint by a killed run
 
     bar = progress_range(start, config.num_iters, f"stage 3 {config.env_type}")
@@ -175,9 +178,7 @@ def main(config: OfflineConfig) -> Path:
                          eval_seeds, multihead, device, finished)
         if finished % config.save_interval == 0 or finished == config.num_iters:
             state = {"iteration": finished, "agent": agent.state_dict(),
-                     "sampler": sampler.get_state(), "torch_rng": torch.get_rng_state()}
-            if device.type == "cuda":
-                state["cuda_rng"] = torch.cuda.get_rng_state(device)
+                     "sampler": sampler.get_state(), **torch_random_state(device)}
             run.save_checkpoint(state, step=finished, keep=True)
     logger.close()
     return run.path

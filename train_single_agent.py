@@ -57,7 +57,13 @@ from utils.rollouts import (
     evaluation_scalars,
 )
 from utils.runs import RunDirectory, code_version, run_path
-from utils.seeding import parse_seeds, prepare_process, seed_label
+from utils.seeding import (
+    parse_seeds,
+    prepare_process,
+    restore_torch_random_state,
+    seed_label,
+    torch_random_state,
+)
 from utils.stage_configs import DataCollectionConfig
 
 STAGE = "data_collection"
@@ -168,12 +174,10 @@ def main(config: DataCollectionConfig) -> Path:
         state = {
             "iteration": iteration, "agent": agent.state_dict(),
             "num_trajectories": [histories.num_trajectories(index) for index in range(num_tasks)],
-            "torch_rng": torch.get_rng_state(), "sampler": sampler.get_state(),
+            **torch_random_state(device), "sampler": sampler.get_state(),
             "action_rng": action_rng.bit_generator.state,
             "env_streams": collection.env.random_state(),
         }
-        if device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(device)
         run.save_checkpoint(state, step=iteration, keep=config.save_models)
 
     start = 0
@@ -181,9 +185,7 @@ def main(config: DataCollectionConfig) -> Path:
     if checkpoint is not None:
         start = int(checkpoint["iteration"])
         agent.load_state_dict(checkpoint["agent"])
-        torch.set_rng_state(checkpoint["torch_rng"])
-        if "cuda_rng" in checkpoint:
-            torch.cuda.set_rng_state(checkpoint["cuda_rng"], device)
+        restore_torch_random_state(checkpoint, device)
         sampler.set_state(checkpoint["sampler"].to(sampler.get_state().device))
         action_rng.bit_generator.state = checkpoint["action_rng"]
         collection.env.set_random_state(checkpoint["env_streams"])

@@ -19,8 +19,14 @@ from models.mlp import HIDDEN_BIAS, LAST_LAYER_INIT, MLP
 from utils.config import load_saved_config
 from utils.errors import UserError
 from utils.logger import Logger, read_scalars, scalar_series
+from utils.replay import FIELDS, EnsembleReplayBuffer, TrajectoryBuffer
 from utils.runs import RunDirectory, find_run, run_path
-from utils.seeding import resolve_device, seed_everything
+from utils.seeding import (
+    resolve_device,
+    restore_torch_random_state,
+    seed_everything,
+    torch_random_state,
+)
 from utils.stage_configs import DataCollectionConfig
 
 
@@ -117,6 +123,48 @@ def test_seeding_makes_torch_and_numpy_repeatable():
     seed_everything(5)
     second = (torch.rand(3), np.random.rand(3))
     assert torch.equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+
+
+def test_a_checkpointed_torch_random_state_continues_the_same_draws(tmp_path):
+    device = torch.device("cpu")
+    torch.manual_seed(3)
+    torch.rand(5)
+    torch.save(torch_random_state(device), tmp_path / "state.pt")
+    expected = torch.rand(4)
+    torch.rand(7)
+    restore_torch_random_state(torch.load(tmp_path / "state.pt", weights_only=True), device)
+    assert torch.equal(torch.rand(4), expected)
+    assert set(torch_random_state(device)) == {"torch_rng"}  # no GPU state on the CPU
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_resume_state_loaded_onto_the_gpu_restores(tmp_path):
+    """Checkpoints are loaded with map_location the training device, which puts the random
+    states and the buffers' host-side arrays on the GPU; restoring must still work."""
+    device = torch.device("cuda")
+    torch.manual_seed(3)
+    torch.cuda.manual_seed(3)
+    saved = torch_random_state(device)
+    expected = torch.rand(4), torch.rand(4, device=device)
+    dims = {name: 1 for name in FIELDS}
+    steps = {name: np.ones((2, 5, 1), np.float32) for name in FIELDS}
+    buffer = EnsembleReplayBuffer(2, 8, dims, device)
+    buffer.add_trajectories(steps, np.array([3, 3]), np.array([0, 1]))
+    trajectories = TrajectoryBuffer(2, 4, 5, dims)
+    trajectories.add(steps, np.array([3, 3]), np.array([0, 1]))
+    torch.save({**saved, "replay": buffer.state_dict(), "trajectories": trajectories.state_dict()},
+               tmp_path / "state.pt")
+    loaded = torch.load(tmp_path / "state.pt", map_location=device, weights_only=True)
+    assert loaded["torch_rng"].device.type == "cuda"
+    restore_torch_random_state(loaded, device)
+    assert torch.equal(torch.rand(4), expected[0])
+    assert torch.equal(torch.rand(4, device=device), expected[1])
+    restored = EnsembleReplayBuffer(2, 8, dims, device)
+    restored.load_state_dict(loaded["replay"])
+    assert restored.host_sizes.tolist() == [3, 3] and restored.positions.tolist() == [3, 3]
+    restored_trajectories = TrajectoryBuffer(2, 4, 5, dims)
+    restored_trajectories.load_state_dict(loaded["trajectories"])
+    assert restored_trajectories.sizes.tolist() == [1, 1]
 
 
 def test_device_choice():

@@ -154,7 +154,7 @@ class EnsembleReplayBuffer:
             self.storage[name][:, :filled] = values.to(self.device)
         self.sizes.copy_(state["sizes"].to(self.device))
         self.host_sizes = state["sizes"].cpu().numpy().astype(np.int64).copy()
-        self.positions = state["positions"].numpy().astype(np.int64).copy()
+        self.positions = state["positions"].cpu().numpy().astype(np.int64).copy()
 
 
 class TrajectoryBuffer:
@@ -242,7 +242,7 @@ class TrajectoryBuffer:
         if filled > self.allocated:
             self._grow(filled)
         for name, values in state["storage"].items():
-            self.storage[name][:, :filled] = values.numpy()
-        self.lengths[:, :filled] = state["lengths"].numpy()
-        self.sizes = state["sizes"].numpy().astype(np.int64).copy()
-        self.positions = state["positions"].numpy().astype(np.int64).copy()
+            self.storage[name][:, :filled] = values.cpu().numpy()
+        self.lengths[:, :filled] = state["lengths"].cpu().numpy()
+        self.sizes = state["sizes"].cpu().numpy().astype(np.int64).copy()
+        self.positions = state["positions"].cpu().numpy().astype(np.int64).copy()

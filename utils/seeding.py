@@ -27,6 +27,24 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def torch_random_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """PyTorch's global random state for a checkpoint: the CPU generator's, and the device's
+    when it is a GPU."""
+    state = {"torch_rng": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_torch_random_state(checkpoint: dict, device: torch.device) -> None:
+    """Set PyTorch's global random state from a checkpoint written with
+    :func:`torch_random_state`. The states are moved to the CPU first: a checkpoint loaded with
+    ``map_location`` a GPU holds them there, and PyTorch takes them only from host memory."""
+    torch.set_rng_state(checkpoint["torch_rng"].cpu())
+    if "cuda_rng" in checkpoint:
+        torch.cuda.set_rng_state(checkpoint["cuda_rng"].cpu(), device)
+
+
 def usable_cores() -> int:
     """CPU cores this process may run on."""
     if hasattr(os, "sched_getaffinity"):
