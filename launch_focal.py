@@ -18,9 +18,11 @@ trajectories).
     python launch_focal.py --env-type cheetah-vel --num-iterations 100 --device auto
     python launch_focal.py --env-type cheetah-vel --seeds 0-4 --launcher ray --ray-num-gpus 0.5
 
-``--seeds 0-4`` trains one run per seed (``<exp-name>_s0`` ... ``_s4``), one after another or, with
-``--launcher ray``, as Ray tasks.
     python launch_focal.py --env-type gridworld
+
+``--seeds 0-4`` trains one run per seed (``<exp-name>_s0`` ... ``_s4``), one after another, with
+``--launcher processes`` up to ``--workers`` at once in worker processes, or with ``--launcher
+ray`` as Ray tasks.
 
 Paper: FOCAL (Li, Yang, Luo, ICLR 2021), sections 4-5; spec focal.md section 3 (algorithm) and
 section 4 (evaluation protocol); BOReL's protocol: spec borel.md section 5.5.

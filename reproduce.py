@@ -17,6 +17,11 @@ over seeds, and the runs' last trajectory, belief and embedding figures).
 
     python reproduce.py --env-type gridworld --preset quick
     python reproduce.py --env-type point_robot_sparse --preset paper --seeds 0-4 --device cuda
+    python reproduce.py --env-type gridworld --preset quick --seeds 0-1 --launcher processes
+
+With ``--seeds``, the seeds' steps (stage 2, stage 3, FOCAL) run one seed after another, with
+``--launcher processes`` up to ``--workers`` seeds at once, or with ``--launcher ray`` as Ray
+tasks; stage 1 runs first, once for all seeds.
 
 Papers: BOReL (Dorfman et al., 2021) section 5; FOCAL (Li et al., 2021) section 5.
 """
