@@ -17,11 +17,13 @@ over seeds, and the runs' last trajectory, belief and embedding figures).
 
     python reproduce.py --env-type gridworld --preset quick
     python reproduce.py --env-type point_robot_sparse --preset paper --seeds 0-4 --device cuda
-    python reproduce.py --env-type gridworld --preset quick --seeds 0-1 --launcher processes
+    python reproduce.py --env-type gridworld --preset quick --launcher local
 
-With ``--seeds``, the seeds' steps (stage 2, stage 3, FOCAL) run one seed after another, with
-``--launcher processes`` up to ``--workers`` seeds at once, or with ``--launcher ray`` as Ray
-tasks; stage 1 runs first, once for all seeds.
+Stage 1 runs first, once for all seeds. The later steps form chains that depend only on its
+data: each BOReL variant's VAE then its stage 3, and each FOCAL run, per seed. ``--launcher
+processes`` (the default) runs up to ``--workers`` chains at once, one per CPU core unless told;
+``--launcher local`` runs them one after another in this process; ``--launcher ray`` as Ray
+tasks. Every step is seeded on its own, so the results do not depend on the launcher.
 
 Papers: BOReL (Dorfman et al., 2021) section 5; FOCAL (Li et al., 2021) section 5.
 """
@@ -29,6 +31,7 @@ Papers: BOReL (Dorfman et al., 2021) section 5; FOCAL (Li et al., 2021) section 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import shutil
 import time
@@ -193,16 +196,27 @@ def run_step(step: Step, config: ReproduceConfig) -> float | None:
     return time.perf_counter() - started
 
 
-def run_seed(config: ReproduceConfig, group: list[int]) -> dict[str, float]:
-    """Every step of the seeds in ``group``, in order (one launcher task); the wall time of each
-    step that ran."""
-    preset = reproduce_preset(config)
+def step_chains(config: ReproduceConfig, preset: Preset, seeds: list[int]
+                ) -> list[tuple[str, list[Step]]]:
+    """Every seed's steps as (name, chain): the chains depend on nothing but stage 1, so they may
+    run side by side; each BOReL variant's VAE then its stage 3, and each FOCAL run. In order,
+    they are the steps of seed after seed as ``seed_steps`` lists them."""
+    chains: dict[str, list[Step]] = {}
+    for seed in seeds:
+        for _, label, step in seed_steps(config, preset, seed):
+            chains.setdefault(f"{label}, seed {seed}", []).append(step)
+    return list(chains.items())
+
+
+def run_chain(chains: list[tuple[str, list[Step]]], config: ReproduceConfig, unit: list[int]
+              ) -> dict[str, float]:
+    """The steps of chain ``unit[0]``, in order (one launcher task); the wall time of each step
+    that ran."""
     seconds = {}
-    for seed in group:
-        for _, _, step in seed_steps(config, preset, seed):
-            elapsed = run_step(step, config)
-            if elapsed is not None:
-                seconds[step.label] = elapsed
+    for step in chains[unit[0]][1]:
+        elapsed = run_step(step, config)
+        if elapsed is not None:
+            seconds[step.label] = elapsed
     return seconds
 
 
@@ -309,8 +323,11 @@ def main(config: ReproduceConfig) -> Path:
     elapsed = run_step(collection, config)
     if elapsed is not None:
         seconds[collection.label] = elapsed
-    for group_seconds in launch(run_seed, config, [[seed] for seed in seeds]):
-        seconds.update(group_seconds)
+    chains = step_chains(config, preset, seeds)
+    for chain_seconds in launch(functools.partial(run_chain, chains), config,
+                                [[index] for index in range(len(chains))],
+                                labels=[name for name, _ in chains]):
+        seconds.update(chain_seconds)
 
     names: dict[str, dict[str, list[Path]]] = {"vae": {}, "borel": {}, "focal": {}}
     for seed in seeds:

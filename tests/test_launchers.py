@@ -222,20 +222,20 @@ class FakeTaskError(Exception):
         self.cause = cause
 
 
-def test_failures_are_reported_with_their_seeds():
-    groups = [[0, 1], [2, 3], [4]]
+def test_failures_are_reported_with_their_labels():
+    labels = ["seeds 0-1", "seeds 2-3", "seeds 4"]
     with pytest.raises(UserError, match=r"^seeds 4: bad dataset \(1 other group\(s\) failed"):
         raise_failures([(2, FakeTaskError(UserError("bad dataset"))),
-                        (0, FakeTaskError(RuntimeError("worker died")))], groups, "Ray task(s)")
+                        (0, FakeTaskError(RuntimeError("worker died")))], labels, "Ray task(s)")
     with pytest.raises(LaunchError, match=r"2 of 3 Ray task\(s\) failed after their retries "
-                       r"\(seeds 0-1, 2-3\)"):
-        raise_failures([(1, FakeTaskError(None)), (0, FakeTaskError(None))], groups,
+                       r"\(seeds 0-1, seeds 2-3\)"):
+        raise_failures([(1, FakeTaskError(None)), (0, FakeTaskError(None))], labels,
                        "Ray task(s)", " after their retries")
     # a worker process raises the group's own exception, without a Ray wrapper
     with pytest.raises(UserError, match=r"^seeds 2-3: bad dataset$"):
-        raise_failures([(1, UserError("bad dataset"))], groups, "worker process(es)")
+        raise_failures([(1, UserError("bad dataset"))], labels, "worker process(es)")
     with pytest.raises(LaunchError, match=r"^1 of 3 worker process\(es\) failed \(seeds 4\)"):
-        raise_failures([(2, RuntimeError("out of memory"))], groups, "worker process(es)")
+        raise_failures([(2, RuntimeError("out of memory"))], labels, "worker process(es)")
 
 
 def test_worker_runs_in_the_driver_directory_with_its_command_line(tmp_path):

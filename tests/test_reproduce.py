@@ -4,6 +4,7 @@ results table and figures are written."""
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 
@@ -21,7 +22,7 @@ def smoke_preset(monkeypatch):
 def test_reproduce_runs_every_step_then_skips_them(tmp_path, smoke_preset, capsys):
     argv = ["--env-type", "gridworld", "--preset", "quick", "--runs-dir", str(tmp_path / "runs"),
             "--data-dir", str(tmp_path / "data"), "--results-dir", str(tmp_path / "results"),
-            "--use-tensorboard", "false"]
+            "--use-tensorboard", "false", "--launcher", "local"]
     config = load_config(ReproduceConfig, argv)
     directory = reproduce.main(config)
     assert directory == tmp_path / "results" / "gridworld"
@@ -43,6 +44,31 @@ def test_reproduce_runs_every_step_then_skips_them(tmp_path, smoke_preset, capsy
     reproduce.main(config)
     second_output = capsys.readouterr().out
     assert second_output.count("finished, skipped") == 6  # stage 1, 2 VAEs, 2 stage-3 runs, FOCAL
+
+
+def test_chains_in_worker_processes_give_the_same_results_as_one_after_another(
+        tmp_path, smoke_preset):
+    def run(launcher: str) -> tuple[str, dict]:
+        folder = tmp_path / launcher
+        config = load_config(ReproduceConfig, [
+            "--env-type", "gridworld", "--preset", "quick", "--runs-dir", str(folder / "runs"),
+            "--data-dir", str(folder / "data"), "--results-dir", str(folder / "results"),
+            "--use-tensorboard", "false", "--launcher", launcher, "--workers", "2"])
+        directory = reproduce.main(config)
+        timings = json.loads((directory / "timings.json").read_text())
+        return (directory / "results.csv").read_text(), timings
+
+    in_processes, process_timings = run("processes")
+    one_after_another, local_timings = run("local")
+    assert in_processes == one_after_another
+    assert list(process_timings) == list(local_timings)  # every step ran, in the same order
+    chains = reproduce.step_chains(load_config(ReproduceConfig, ["--env-type", "gridworld"]),
+                                   SMOKE_GRIDWORLD, [0, 1])
+    assert [name for name, _ in chains] == [
+        "BOReL (RR), seed 0", "BOReL (no RR), seed 0", "FOCAL, seed 0",
+        "BOReL (RR), seed 1", "BOReL (no RR), seed 1", "FOCAL, seed 1"]
+    assert [[step.stage for step in steps] for _, steps in chains[:3]] == [
+        ["vae", "offline"], ["vae", "offline"], ["focal"]]
 
 
 def test_unknown_env_type_and_preset_are_user_errors(tmp_path):

@@ -154,31 +154,35 @@ def launch(
     config: ConfigType,
     groups: list[list[int]],
     outputs: Callable[[ConfigType, list[int]], GroupOutputs] | None = None,
+    labels: list[str] | None = None,
 ) -> list[ResultType]:
     """``run_group(config, group)`` for every seed group, with the launcher ``config`` names.
 
     ``config`` holds the fields of ``LauncherConfig`` and ``CommonConfig`` (``device``,
     ``resume``, ``overwrite``). ``outputs(config, group)`` names what a group writes; without it
     ``run_group`` must itself be safe to call again after a crash (it is, on Ray, when a worker
-    dies). Returns the results in the order of ``groups``. On Ray, ``run_group`` and ``config``
+    dies). ``labels`` name the groups in failure reports (default: ``seeds <group>``). Returns
+    the results in the order of ``groups``. On Ray, ``run_group`` and ``config``
     are pickled to the workers (a script's own functions by value, others by module name).
     """
     check_launcher_options(config)
     ray = import_ray() if config.launcher == "ray" else None
     group_outputs = [outputs(config, group) for group in groups] if outputs is not None else []
     claim_outputs(config, group_outputs)
+    labels = labels or [f"seeds {seed_label(group)}" for group in groups]
     if config.launcher == "processes":
-        return run_in_processes(run_group, config, groups)
+        return run_in_processes(run_group, config, groups, labels)
     if ray is None:
         return [run_group(config, group) for group in groups]
-    return run_on_ray(ray, run_group, config, groups, group_outputs)
+    return run_on_ray(ray, run_group, config, groups, group_outputs, labels)
 
 
-def run_in_processes(run_group: GroupFunction, config: Any, groups: list[list[int]]
-                     ) -> list[Any]:
+def run_in_processes(run_group: GroupFunction, config: Any, groups: list[list[int]],
+                     labels: list[str]) -> list[Any]:
     """Every group in a fresh worker process, up to ``--workers`` at once; wait for all of
     them, then report the failures together. ``run_group`` must be importable by name (a
-    module-level function of the script or of a module), as ``spawn`` pickles it so."""
+    module-level function of the script or of a module, or a ``functools.partial`` of one),
+    as ``spawn`` pickles it so."""
     workers = min(worker_count(config), len(groups))
     results: list[Any] = [None] * len(groups)
     failures: list[tuple[int, BaseException]] = []
@@ -203,7 +207,7 @@ def run_in_processes(run_group: GroupFunction, config: Any, groups: list[list[in
             raise
     bar.close()
     if failures:
-        raise_failures(failures, groups, "worker process(es)")
+        raise_failures(failures, labels, "worker process(es)")
     return results
 
 
@@ -247,7 +251,7 @@ def connect(ray: ModuleType, address: str | None) -> bool:
 
 
 def run_on_ray(ray: ModuleType, run_group: GroupFunction, config: Any, groups: list[list[int]],
-               group_outputs: list[GroupOutputs]) -> list[Any]:
+               group_outputs: list[GroupOutputs], labels: list[str]) -> list[Any]:
     """One Ray task per group; wait for all of them, then report the failures together. With
     ``group_outputs``, ``--overwrite`` deletes them here and every task runs with resume=True."""
     connected = connect(ray, config.ray_address)
@@ -286,25 +290,25 @@ def run_on_ray(ray: ModuleType, run_group: GroupFunction, config: Any, groups: l
         if connected:
             ray.shutdown()
     if failures:
-        raise_failures(failures, groups, "Ray task(s)", " after their retries")
+        raise_failures(failures, labels, "Ray task(s)", " after their retries")
     return results
 
 
-def raise_failures(failures: list[tuple[int, BaseException]], groups: list[list[int]],
-                   runners: str, after: str = "") -> None:
+def raise_failures(failures: list[tuple[int, BaseException]], labels: list[str], runners: str,
+                   after: str = "") -> None:
     """A UserError for the first group stopped by bad input (raised in the group, or carried as
-    the ``cause`` of a Ray error), else a LaunchError for them all; ``runners`` names what ran
-    the groups ("Ray task(s)") and ``after`` what was tried first."""
+    the ``cause`` of a Ray error), else a LaunchError for them all; ``labels`` name the groups,
+    ``runners`` what ran them ("Ray task(s)") and ``after`` what was tried first."""
     failures = sorted(failures, key=lambda failure: failure[0])
     others = f" ({len(failures) - 1} other group(s) failed too)" if len(failures) > 1 else ""
     for index, error in failures:
         cause = error if isinstance(error, UserError) else getattr(error, "cause", None)
         if isinstance(cause, UserError):
-            raise UserError(f"seeds {seed_label(groups[index])}: {cause}{others}") from None
-    labels = ", ".join(seed_label(groups[index]) for index, _ in failures)
+            raise UserError(f"{labels[index]}: {cause}{others}") from None
+    failed = ", ".join(labels[index] for index, _ in failures)
     raise LaunchError(
-        f"{len(failures)} of {len(groups)} {runners} failed{after} (seeds {labels}); the groups "
-        "that finished are saved: rerun with --resume true to finish the others"
+        f"{len(failures)} of {len(labels)} {runners} failed{after} ({failed}); the groups that "
+        "finished are saved: rerun with --resume true to finish the others"
     ) from failures[0][1]
 
 

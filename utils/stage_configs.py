@@ -347,6 +347,11 @@ class FocalConfig(CommonConfig, LauncherConfig):
 class ReproduceConfig(LauncherConfig):
     """reproduce.py: every stage for one env at a preset's budgets, then the results table."""
 
+    launcher: Literal["local", "processes", "ray"] = option(
+        "processes", "where the chains of steps after stage 1 run (each BOReL variant's VAE and "
+        "stage 3, each FOCAL run): processes runs --workers of them at once on this machine; "
+        "local one after another in this process; ray as Ray tasks")
+
     env_type: str = option("", "env-type name from the registry (gridworld, cheetah_vel, ...)")
     env_name: str | None = option(None, "Meta-World ML1 task for --env-type metaworld")
     preset: Literal["quick", "paper"] = option(
