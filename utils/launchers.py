@@ -187,7 +187,7 @@ def run_in_processes(run_group: GroupFunction, config: Any, groups: list[list[in
     results: list[Any] = [None] * len(groups)
     failures: list[tuple[int, BaseException]] = []
     bar = progress(None, total=len(groups),
-                   description=f"{len(groups)} group(s) in {workers} process(es)")
+                   description=f"{len(groups)} task(s) in {workers} worker process(es)")
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=silence_progress, max_tasks_per_child=1) as executor:
         pending: dict[Future, int] = {executor.submit(run_group, config, group): index
