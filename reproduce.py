@@ -199,12 +199,18 @@ def run_step(step: Step, config: ReproduceConfig) -> float | None:
 def step_chains(config: ReproduceConfig, preset: Preset, seeds: list[int]
                 ) -> list[tuple[str, list[Step]]]:
     """Every seed's steps as (name, chain): the chains depend on nothing but stage 1, so they may
-    run side by side; each BOReL variant's VAE then its stage 3, and each FOCAL run. In order,
-    they are the steps of seed after seed as ``seed_steps`` lists them."""
+    run side by side; each BOReL variant's VAE then its stage 3, and each FOCAL run, per seed.
+    Policy Replaying's VAEs share one replayed dataset, which the first of them collects and the
+    others read, so that variant's steps form one chain over the seeds. In order, the chains'
+    steps are those of seed after seed as ``seed_steps`` lists them."""
+    steps = [(seed, label, step) for seed in seeds
+             for _, label, step in seed_steps(config, preset, seed)]
+    replaying = {label for _, label, step in steps
+                 if getattr(step.config, "policy_replaying", False)}
     chains: dict[str, list[Step]] = {}
-    for seed in seeds:
-        for _, label, step in seed_steps(config, preset, seed):
-            chains.setdefault(f"{label}, seed {seed}", []).append(step)
+    for seed, label, step in steps:
+        name = label if label in replaying else f"{label}, seed {seed}"
+        chains.setdefault(name, []).append(step)
     return list(chains.items())
 
 

@@ -8,12 +8,14 @@ checkpoints, trajectory figures). ``--seeds 0-39`` trains the 40 agents in one p
 ensemble on vectorised envs; each agent only ever sees its own task's data. ``--seeds-per-task 10``
 splits the seeds into groups of 10, each a batched collection with its own run directory
 ``<exp-name>_s<group>``, run one after another, with ``--launcher processes`` side by side in
-``--workers`` processes (without ``--seeds-per-task``: one group per worker, the fastest way to
-use a machine's cores), or with ``--launcher ray`` as Ray tasks.
+``--workers`` processes (one stacked ensemble per core: the fastest way to use a machine's cores),
+or with ``--launcher ray`` as Ray tasks. The grouping fixes the groups' random streams, so the
+same ``--seeds-per-task`` gives the same datasets with every launcher.
 
     python train_single_agent.py --env-type gridworld --seed 73
     python train_single_agent.py --env-type point_robot_sparse --seeds 0-39 --device auto
-    python train_single_agent.py --env-type point_robot_sparse --seeds 0-39 --launcher processes
+    python train_single_agent.py --env-type point_robot_sparse --seeds 0-39 --seeds-per-task 20 \
+        --launcher processes
     python train_single_agent.py --env-type cheetah_vel --seeds 0-99 --seeds-per-task 10 \
         --launcher ray --ray-num-cpus 2
 
@@ -77,12 +79,15 @@ def copy_seeds(seeds: list[int], replicas: int) -> list[int]:
 
 def collect(config: DataCollectionConfig) -> list[Path]:
     """Every seed of ``config``, in groups of ``seeds_per_task``, each group a batched collection
-    run by ``--launcher``; returns the groups' run directories. With ``--launcher processes`` and
-    no ``--seeds-per-task``, the seeds are split into one group per worker."""
+    run by ``--launcher``; returns the groups' run directories. ``--launcher processes`` needs
+    ``--seeds-per-task``: each group's random streams derive from its seeds, so the grouping must
+    come from the command line, not from the machine's core count."""
     seeds = parse_seeds(config.seeds) if config.seeds else [config.seed]
-    if config.launcher == "processes" and config.seeds and config.seeds_per_task is None:
-        config = dataclasses.replace(
-            config, seeds_per_task=math.ceil(len(seeds) / worker_count(config)))
+    if config.launcher == "processes" and len(seeds) > 1 and config.seeds_per_task is None:
+        raise UserError(
+            "--launcher processes runs seed groups side by side; give their size with "
+            f"--seeds-per-task, for example {math.ceil(len(seeds) / worker_count(config))} for "
+            f"{len(seeds)} seeds on {worker_count(config)} worker(s)")
     return launch(collect_group, config, split_seeds(seeds, config.seeds_per_task),
                   group_outputs)
 

@@ -123,6 +123,7 @@ class WorkerEnsembles:
         return sum(connection.recv() for connection in self.connections)
 
     def close(self) -> None:
+        """Tell every worker to stop and wait for it to exit."""
         for connection in self.connections:
             connection.send(None)
         for process in self.processes:

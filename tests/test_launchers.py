@@ -6,6 +6,7 @@ tests/test_ray_launcher.py."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import socket
 import subprocess
@@ -163,9 +164,26 @@ def meet_and_report(config, group: list[int]) -> tuple[int, int, str | None, boo
     while not met and time.monotonic() < deadline:
         met = len(list(directory.glob("group_*"))) == config.workers
         time.sleep(0.05)
-    if group == [13]:
-        raise UserError("dataset task_13.npz is corrupt")
     return os.getpid(), sum(group), os.environ.get("OMRL_PROGRESS"), met
+
+
+def fail_or_finish(config, group: list[int]) -> int:
+    """Group 13 stops with bad input at once, group 66 dies without a word (as a killed worker
+    does) once group 13 has failed, group 7 fails after 1 s, and any other group finishes after
+    2 s and leaves a marker."""
+    directory = Path(config.runs_dir)
+    if group == [13]:
+        (directory / "failed_13").touch()
+        raise UserError("dataset task_13.npz is corrupt")
+    if group == [66]:
+        while not (directory / "failed_13").exists():
+            time.sleep(0.05)
+        os._exit(9)
+    time.sleep(1 if group == [7] else 2)
+    if group == [7]:
+        raise RuntimeError("out of memory")
+    (directory / f"finished_{group[0]}").touch()
+    return group[0]
 
 
 def test_processes_launcher_runs_the_groups_side_by_side_in_fresh_processes(tmp_path):
@@ -179,12 +197,14 @@ def test_processes_launcher_runs_the_groups_side_by_side_in_fresh_processes(tmp_
     assert {progress for _, _, progress, _ in results} == {"0"}  # the driver shows the bar
 
 
-def test_processes_launcher_reports_a_group_error_after_the_other_groups_finished(tmp_path):
+def test_processes_launcher_reports_every_failure_once_all_groups_ended(tmp_path):
     config = dataclasses.replace(tiny_config(tmp_path, "gridworld"), launcher="processes",
-                                 workers=2, runs_dir=str(tmp_path))
-    with pytest.raises(UserError, match=r"^seeds 13: dataset task_13.npz is corrupt$"):
-        launch(meet_and_report, config, [[13], [7]])
-    assert (tmp_path / "group_7").exists() and (tmp_path / "group_13").exists()
+                                 workers=3, runs_dir=str(tmp_path))
+    with pytest.raises(UserError, match=r"^seeds 13: dataset task_13.npz is corrupt "
+                       r"\(2 other group\(s\) failed too\)$"):
+        launch(fail_or_finish, config, [[13], [66], [5], [7]])
+    # the worker that died failed its own group only: group 5 started after it and finished
+    assert (tmp_path / "finished_5").exists()
 
 
 def test_worker_count_defaults_to_one_per_core(tmp_path):
@@ -196,12 +216,16 @@ def test_worker_count_defaults_to_one_per_core(tmp_path):
                                                        launcher="processes"))
 
 
-def test_stage1_in_worker_processes_splits_the_seeds_per_worker_and_matches_local(tmp_path):
+def test_stage1_in_worker_processes_matches_the_same_groups_run_locally(tmp_path):
     config = tiny_config(tmp_path / "processes", "gridworld", seeds="0-2", num_iters=1,
                          launcher="processes", workers=2)
+    with pytest.raises(UserError, match="give their size with --seeds-per-task, for example 2 "
+                       "for 3 seeds on 2 worker"):
+        train_single_agent.collect(config)
+    config = dataclasses.replace(config, seeds_per_task=2)
     run_dirs = train_single_agent.collect(config)
     assert [path.name for path in run_dirs] == ["default_s0-1", "default_s2"]
-    local = dataclasses.replace(config, launcher="local", seeds_per_task=2,
+    local = dataclasses.replace(config, launcher="local",
                                 runs_dir=str(tmp_path / "local/runs"),
                                 data_dir=str(tmp_path / "local/data"))
     train_single_agent.collect(local)
@@ -212,6 +236,24 @@ def test_stage1_in_worker_processes_splits_the_seeds_per_worker_and_matches_loca
         for array in ARRAYS:
             np.testing.assert_array_equal(getattr(in_worker, array), getattr(in_process, array),
                                           array)
+
+
+def test_the_stage1_script_runs_its_groups_in_worker_processes(tmp_path):
+    finished = subprocess.run(
+        [sys.executable, "train_single_agent.py", "--env-type", "gridworld", "--seeds", "0-1",
+         "--seeds-per-task", "1", "--launcher", "processes", "--workers", "2", "--num-iters",
+         "1", "--num-init-rollouts-pool", "1", "--num-rollouts-per-iter", "1",
+         "--rl-updates-per-iter", "2", "--batch-size", "8", "--use-tensorboard", "false",
+         "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMRL_PROGRESS": "0"})
+    assert finished.returncode == 0, finished.stderr
+    for seed in (0, 1):
+        assert load_task_dataset(tmp_path / f"data/gridworld/default/task_{seed}.npz"
+                                 ).meta["seed"] == seed
+        meta = json.loads((tmp_path / f"runs/data_collection/gridworld/default_s{seed}/"
+                           "meta.json").read_text())
+        assert "--launcher" in meta["argv"]  # the worker recorded the driver's command line
 
 
 class FakeTaskError(Exception):

@@ -71,6 +71,17 @@ def test_chains_in_worker_processes_give_the_same_results_as_one_after_another(
         ["vae", "offline"], ["vae", "offline"], ["focal"]]
 
 
+def test_policy_replaying_runs_as_one_chain_over_the_seeds():
+    """Its VAEs share the replayed dataset that the first seed's VAE collects."""
+    config = load_config(ReproduceConfig, ["--env-type", "point_robot_wind"])
+    chains = reproduce.step_chains(config, reproduce.reproduce_preset(config), [0, 1])
+    assert [name for name, _ in chains] == [
+        "BOReL (PR)", "BOReL (no PR), seed 0", "FOCAL, seed 0", "BOReL (no PR), seed 1",
+        "FOCAL, seed 1"]
+    assert [(step.stage, step.config.seed) for step in chains[0][1]] == [
+        ("vae", 0), ("offline", 0), ("vae", 1), ("offline", 1)]
+
+
 def test_unknown_env_type_and_preset_are_user_errors(tmp_path):
     from utils.errors import UserError
 

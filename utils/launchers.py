@@ -38,7 +38,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from utils.errors import UserError
 from utils.progress import progress
@@ -179,33 +179,40 @@ def launch(
 
 def run_in_processes(run_group: GroupFunction, config: Any, groups: list[list[int]],
                      labels: list[str]) -> list[Any]:
-    """Every group in a fresh worker process, up to ``--workers`` at once; wait for all of
-    them, then report the failures together. ``run_group`` must be importable by name (a
-    module-level function of the script or of a module, or a ``functools.partial`` of one),
-    as ``spawn`` pickles it so."""
+    """Every group in a fresh worker process of its own, up to ``--workers`` at once (the next
+    group starts when one ends); wait for all of them, then report the failures together. A
+    worker that dies (killed, out of memory) fails its own group only. On an interrupt no further
+    group starts, and the running ones, which receive the same Ctrl-C, are waited for.
+    ``run_group`` must be importable by name (a module-level function of the script or of a
+    module, or a ``functools.partial`` of one), as ``spawn`` pickles it so."""
     workers = min(worker_count(config), len(groups))
+    context = multiprocessing.get_context("spawn")
     results: list[Any] = [None] * len(groups)
     failures: list[tuple[int, BaseException]] = []
+    waiting = list(enumerate(groups))
+    running: dict[Future, tuple[int, ProcessPoolExecutor]] = {}
     bar = progress(None, total=len(groups),
                    description=f"{len(groups)} task(s) in {workers} worker process(es)")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=silence_progress, max_tasks_per_child=1) as executor:
-        pending: dict[Future, int] = {executor.submit(run_group, config, group): index
-                                      for index, group in enumerate(groups)}
-        try:
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    index = pending.pop(future)
-                    try:
-                        results[index] = future.result()
-                    except Exception as error:  # reported with the others below
-                        failures.append((index, error))
-                    bar.update(1)
-        except BaseException:
+    try:
+        while waiting or running:
+            while waiting and len(running) < workers:
+                index, group = waiting.pop(0)
+                executor = ProcessPoolExecutor(max_workers=1, mp_context=context,
+                                               initializer=silence_progress)
+                running[executor.submit(run_group, config, group)] = (index, executor)
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                index, executor = running.pop(future)
+                executor.shutdown()
+                try:
+                    results[index] = future.result()
+                except Exception as error:  # reported with the others below
+                    failures.append((index, error))
+                bar.update(1)
+    finally:
+        for _, executor in running.values():
             executor.shutdown(wait=True, cancel_futures=True)
-            raise
-    bar.close()
+        bar.close()
     if failures:
         raise_failures(failures, labels, "worker process(es)")
     return results
@@ -295,14 +302,14 @@ def run_on_ray(ray: ModuleType, run_group: GroupFunction, config: Any, groups: l
 
 
 def raise_failures(failures: list[tuple[int, BaseException]], labels: list[str], runners: str,
-                   after: str = "") -> None:
+                   after: str = "") -> NoReturn:
     """A UserError for the first group stopped by bad input (raised in the group, or carried as
     the ``cause`` of a Ray error), else a LaunchError for them all; ``labels`` name the groups,
     ``runners`` what ran them ("Ray task(s)") and ``after`` what was tried first."""
     failures = sorted(failures, key=lambda failure: failure[0])
     others = f" ({len(failures) - 1} other group(s) failed too)" if len(failures) > 1 else ""
     for index, error in failures:
-        cause = error if isinstance(error, UserError) else getattr(error, "cause", None)
+        cause = getattr(error, "cause", None) or error  # Ray wraps the group's exception
         if isinstance(cause, UserError):
             raise UserError(f"{labels[index]}: {cause}{others}") from None
     failed = ", ".join(labels[index] for index, _ in failures)

@@ -131,8 +131,7 @@ class DataCollectionConfig(CommonConfig, AgentConfig, LauncherConfig):
         None, "train several tasks at once as a batched ensemble: '0-39' or '1,5,9'")
     seeds_per_task: int | None = option(
         None, "split --seeds into groups of this many, each one batched collection (one "
-        "process or Ray task with --launcher processes or ray); null: all seeds in one group, or "
-        "with --launcher processes one group per worker")
+        "process or Ray task with --launcher processes or ray); null: all seeds in one group")
     dataset_name: str = option("default", "dataset folder: <data-dir>/<env-type>/<name>/")
     num_iters: int = option(100, "training iterations")
     num_init_rollouts_pool: int = option(10, "random-action meta-episodes before training")
