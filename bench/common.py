@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from utils.seeding import usable_cores
+from utils.seeding import usable_cores, wait_for_device
 
 
 @dataclass
@@ -75,12 +75,6 @@ def device_description(device: torch.device) -> str:
     return text
 
 
-def synchronise(device: torch.device) -> None:
-    """Wait for queued GPU work, so that a timer read after it sees the work done."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def interleaved(alternatives: dict[str, Callable[[], object]], rounds: int,
                 device: torch.device, warmup: bool = True) -> dict[str, Timing]:
     """Run each alternative once per round, in turns, ``rounds`` times (after one untimed call
@@ -88,14 +82,14 @@ def interleaved(alternatives: dict[str, Callable[[], object]], rounds: int,
     if warmup:
         for function in alternatives.values():
             function()
-            synchronise(device)
+            wait_for_device(device)
     timings = {name: Timing() for name in alternatives}
     for _ in range(rounds):
         for name, function in alternatives.items():
-            synchronise(device)
+            wait_for_device(device)
             wall, cpu = time.perf_counter(), time.process_time()
             function()
-            synchronise(device)
+            wait_for_device(device)
             timings[name].wall.append(time.perf_counter() - wall)
             timings[name].cpu.append(time.process_time() - cpu)
     return timings

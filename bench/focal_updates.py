@@ -23,7 +23,7 @@ from bench.common import Section, device_description, table
 from bench.stage_windows import synthetic_datasets
 from environments.registry import make_batched_env
 from utils.config import load_config
-from utils.seeding import keep_freed_memory, resolve_device, set_torch_threads
+from utils.seeding import keep_freed_memory, resolve_device, set_torch_threads, wait_for_device
 from utils.stage_configs import FocalConfig
 
 
@@ -42,11 +42,11 @@ def updates_per_second(config: FocalConfig, data: OfflineTaskData, updates: int,
 
     for _ in range(3):
         one_update()
+    wait_for_device(device)
     started = time.perf_counter()
     for _ in range(updates):
         one_update()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    wait_for_device(device)
     return updates / (time.perf_counter() - started)
 
 
@@ -75,11 +75,11 @@ def metric_loss_seconds(meta_batch: int, latent_size: int, repeats: int, device:
     for loss_of in (lambda: metric_loss(latents, task_ids), lambda: metric_loss_loop(latents,
                                                                                      listed)):
         loss_of().backward()
+        wait_for_device(device)
         started = time.perf_counter()
         for _ in range(repeats):
             loss_of().backward()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        wait_for_device(device)
         timings.append((time.perf_counter() - started) / repeats)
     return timings[0], timings[1]
 

@@ -23,10 +23,10 @@ from unittest import mock
 import torch
 
 import reproduce
-from bench.common import Section, device_description, synchronise, table
+from bench.common import Section, device_description, table
 from utils.launchers import worker_count
 from utils.presets import QUICK_PRESETS, SMOKE_GRIDWORLD
-from utils.seeding import keep_freed_memory, resolve_device
+from utils.seeding import keep_freed_memory, resolve_device, wait_for_device
 from utils.stage_configs import ReproduceConfig
 
 ENV_TYPE = "gridworld"
@@ -42,10 +42,10 @@ def reproduce_timings(directory: Path, device: torch.device, quick: bool
         use_tensorboard=False)
     presets = {**QUICK_PRESETS, ENV_TYPE: SMOKE_GRIDWORLD} if quick else QUICK_PRESETS
     with mock.patch.dict(QUICK_PRESETS, presets), mock.patch("builtins.print"):
-        synchronise(device)
+        wait_for_device(device)
         started = time.perf_counter()
         results = reproduce.main(config)
-        synchronise(device)
+        wait_for_device(device)
         total = time.perf_counter() - started
     return json.loads((results / "timings.json").read_text()), total
 

@@ -30,7 +30,6 @@ from bench.common import (
     device_description,
     format_ratio,
     interleaved,
-    synchronise,
     table,
 )
 from environments.bamdp import BatchedBAMDP
@@ -39,7 +38,7 @@ from utils.config import load_config
 from utils.launchers import split_seeds
 from utils.replay import FIELDS, EnsembleReplayBuffer
 from utils.rollouts import collect_meta_episodes
-from utils.seeding import keep_freed_memory, resolve_device, usable_cores
+from utils.seeding import keep_freed_memory, resolve_device, usable_cores, wait_for_device
 from utils.stage_configs import DataCollectionConfig
 
 ENV_TYPE = "point_robot_sparse"
@@ -156,10 +155,10 @@ def alternate(batched: CollectionLoop | WorkerEnsembles, singles: list[Collectio
             for name, function in (("sequential", single.iteration),
                                    ("batched", lambda part=part: batched.iteration_part(
                                        part, len(singles)))):
-                synchronise(device)
+                wait_for_device(device)
                 wall, cpu = time.perf_counter(), time.process_time()
                 done = function()
-                synchronise(device)
+                wait_for_device(device)
                 spent[name][0] += time.perf_counter() - wall
                 spent[name][1] += time.process_time() - cpu
                 if round_index == 0:
