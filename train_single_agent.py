@@ -84,10 +84,11 @@ def collect(config: DataCollectionConfig) -> list[Path]:
     come from the command line, not from the machine's core count."""
     seeds = parse_seeds(config.seeds) if config.seeds else [config.seed]
     if config.launcher == "processes" and len(seeds) > 1 and config.seeds_per_task is None:
+        workers = worker_count(config)
         raise UserError(
             "--launcher processes runs seed groups side by side; give their size with "
-            f"--seeds-per-task, for example {math.ceil(len(seeds) / worker_count(config))} for "
-            f"{len(seeds)} seeds on {worker_count(config)} worker(s)")
+            f"--seeds-per-task, for example {math.ceil(len(seeds) / workers)} for "
+            f"{len(seeds)} seeds on {workers} worker(s)")
     return launch(collect_group, config, split_seeds(seeds, config.seeds_per_task),
                   group_outputs)
 
