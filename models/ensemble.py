@@ -38,8 +38,11 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        leading = inputs.shape[1:-1]
-        flat = inputs.reshape(self.num_members, -1, self.input_dim)
+        # Inputs already (K, N, input_dim) are used as they are: a reshape would return a view,
+        # and the in-place ReLU that follows a hidden layer would then pay autograd's handling
+        # of in-place changes to views (bench/results.md, "hot spots").
+        flat = inputs if inputs.dim() == 3 else inputs.reshape(self.num_members, -1,
+                                                                self.input_dim)
         if self.output_dim == 1 and self.num_members > 1 and flat.device.type == "cpu":
             # One output column: a dot product per row. On CPU a batched matrix-vector product
             # through bmm is several times slower (bench/results.md, "hot spots").
@@ -47,13 +50,17 @@ class EnsembleLinear(nn.Module):
             outputs = torch.linalg.vecdot(flat, weight).unsqueeze(-1) + self.bias
         else:
             outputs = torch.baddbmm(self.bias, flat, self.weight)
-        return outputs.reshape(self.num_members, *leading, self.output_dim)
+        if inputs.dim() == 3:
+            return outputs
+        return outputs.reshape(self.num_members, *inputs.shape[1:-1], self.output_dim)
 
 
 class EnsembleMLP(nn.Module):
     """K MLPs ``input_dim -> hidden_sizes (ReLU) -> output_dim`` stacked along dimension 0.
 
-    With ``output_dim=None`` the stack ends after the last hidden layer (a trunk).
+    With ``output_dim=None`` the stack ends after the last hidden layer (a trunk). The ReLUs
+    work in place on the fresh outputs of the layers before them (one pass over each hidden
+    activation fewer; autograd's ReLU backward needs only its output).
     """
 
     def __init__(
@@ -69,7 +76,7 @@ class EnsembleMLP(nn.Module):
         layers: list[nn.Module] = []
         width = input_dim
         for size in hidden_sizes:
-            layers += [EnsembleLinear(num_members, width, size), nn.ReLU()]
+            layers += [EnsembleLinear(num_members, width, size), nn.ReLU(inplace=True)]
             width = size
         if output_dim is not None:
             head = EnsembleLinear(num_members, width, output_dim)
@@ -80,7 +87,12 @@ class EnsembleMLP(nn.Module):
         self.output_dim = width
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.network(inputs)
+        if inputs.dim() == 3:
+            return self.network(inputs)
+        # Flattened once here, so that every layer sees (K, N, dim) and returns a fresh tensor.
+        flat = inputs.reshape(self.num_members, -1, inputs.shape[-1])
+        return self.network(flat).reshape(self.num_members, *inputs.shape[1:-1],
+                                          self.output_dim)
 
 
 def member_state(module: nn.Module, member: int) -> dict[str, torch.Tensor]:
