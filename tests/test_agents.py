@@ -263,6 +263,41 @@ def test_ensemble_mlp_members_are_independent():
     assert network(torch.randn(3, 2, 6, 5)).shape == (3, 2, 6, 2)
 
 
+@pytest.mark.parametrize("leading", [(7,), (2, 5)])
+def test_ensemble_mlp_with_in_place_relus_matches_a_per_member_loop_to_second_order(leading):
+    # The stacked MLP applies its ReLUs in place; values, gradients and the gradients of an
+    # input-gradient penalty (BRAC's, a double backward) must equal a loop over the members
+    # with out-of-place operations.
+    torch.manual_seed(0)
+    network = EnsembleMLP(3, 4, [6, 5], 1).double()
+    inputs = torch.randn(3, *leading, 4, dtype=torch.double)
+
+    def reference(points: torch.Tensor) -> torch.Tensor:
+        members = []
+        for member in range(3):
+            hidden = points[member]
+            for layer in network.network:
+                if isinstance(layer, EnsembleLinear):
+                    hidden = hidden @ layer.weight[member] + layer.bias[member, 0]
+                else:
+                    hidden = torch.relu(hidden)
+            members.append(hidden)
+        return torch.stack(members)
+
+    def penalty_gradients(function) -> list[torch.Tensor]:
+        points = inputs.clone().requires_grad_(True)
+        values = function(points)
+        (slopes,) = torch.autograd.grad(values.sum(), points, create_graph=True)
+        loss = values.square().mean() + (slopes.square().sum(-1) - 1.0).square().mean()
+        return list(torch.autograd.grad(loss, [points, *network.parameters()]))
+
+    torch.testing.assert_close(network(inputs), reference(inputs))
+    for gradient, expected in zip(penalty_gradients(network), penalty_gradients(reference),
+                                  strict=True):
+        torch.testing.assert_close(gradient, expected)
+        assert gradient.abs().sum() > 0
+
+
 def test_dqn_cql_penalty_is_logsumexp_minus_the_data_q_value():
     torch.manual_seed(0)
     agent = DQN(1, OBSERVATION_DIM, NUM_ACTIONS, [8], cql_alpha=2.0)
