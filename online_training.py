@@ -51,7 +51,12 @@ from utils.logger import Logger
 from utils.progress import progress_range
 from utils.rollouts import MetaEpisodeBatch, evaluation_scalars, stored_action_dim
 from utils.runs import RunDirectory, run_path
-from utils.seeding import prepare_process, restore_torch_random_state, torch_random_state
+from utils.seeding import (
+    prepare_process,
+    restore_generator,
+    restore_torch_random_state,
+    torch_random_state,
+)
 from utils.stage_configs import OnlineConfig
 
 STAGE = "online"
@@ -185,7 +190,7 @@ def main(config: OnlineConfig) -> Path:
         run.save_checkpoint(state, step=iteration, keep=True, latest_only=resume_state)
 
     start = 0
-    checkpoint = run.load_checkpoint(map_location=device) if config.resume else None
+    checkpoint = run.load_checkpoint() if config.resume else None
     if checkpoint is not None:
         if "buffers" not in checkpoint:
             raise UserError(f"{run.checkpoint_dir / 'latest.pt'} holds no buffers; cannot resume")
@@ -194,8 +199,8 @@ def main(config: OnlineConfig) -> Path:
         trainer.load_state_dict(checkpoint["trainer"])
         buffers.load_state_dict(checkpoint["buffers"])
         restore_torch_random_state(checkpoint, device)
-        sampler.set_state(checkpoint["sampler"].to(sampler.get_state().device))
-        noise.set_state(checkpoint["noise"].to(noise.get_state().device))
+        restore_generator(sampler, checkpoint["sampler"])
+        restore_generator(noise, checkpoint["noise"])
         action_rng.bit_generator.state = checkpoint["action_rng"]
         collection.env.set_random_state(checkpoint["env_streams"])
         environment_steps = int(checkpoint["environment_steps"])

@@ -51,6 +51,7 @@ from utils.runs import RunDirectory, find_run, run_path
 from utils.seeding import (
     evaluation_seeds,
     prepare_process,
+    restore_generator,
     restore_torch_random_state,
     torch_random_state,
 )
@@ -145,11 +146,11 @@ def main(config: OfflineConfig) -> Path:
     logger = Logger(run.path, config.use_tensorboard)
 
     start = 0
-    checkpoint = run.load_checkpoint(map_location=device) if config.resume else None
+    checkpoint = run.load_checkpoint() if config.resume else None
     if checkpoint is not None:
         start = int(checkpoint["iteration"])
         agent.load_state_dict(checkpoint["agent"])
-        sampler.set_state(checkpoint["sampler"].to(sampler.get_state().device))
+        restore_generator(sampler, checkpoint["sampler"])
         restore_torch_random_state(checkpoint, device)
     logger.truncate_after(start)  # drop rows logged after the checkpoint by a killed run
 

@@ -62,6 +62,7 @@ from utils.runs import RunDirectory, code_version, run_path
 from utils.seeding import (
     parse_seeds,
     prepare_process,
+    restore_generator,
     restore_torch_random_state,
     seed_label,
     torch_random_state,
@@ -187,12 +188,12 @@ def main(config: DataCollectionConfig) -> Path:
         run.save_checkpoint(state, step=iteration, keep=config.save_models)
 
     start = 0
-    checkpoint = run.load_checkpoint(map_location=device) if config.resume else None
+    checkpoint = run.load_checkpoint() if config.resume else None
     if checkpoint is not None:
         start = int(checkpoint["iteration"])
         agent.load_state_dict(checkpoint["agent"])
         restore_torch_random_state(checkpoint, device)
-        sampler.set_state(checkpoint["sampler"].to(sampler.get_state().device))
+        restore_generator(sampler, checkpoint["sampler"])
         action_rng.bit_generator.state = checkpoint["action_rng"]
         collection.env.set_random_state(checkpoint["env_streams"])
         for index, seed in enumerate(seeds):

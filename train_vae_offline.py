@@ -49,7 +49,7 @@ from utils.logger import Logger
 from utils.plotting import grid_belief_figure, reward_prediction_figure
 from utils.progress import progress_range
 from utils.runs import RunDirectory, code_version, find_run, run_path
-from utils.seeding import prepare_process
+from utils.seeding import prepare_process, restore_generator
 from utils.stage_configs import VAEConfig
 
 STAGE = "vae"
@@ -170,12 +170,12 @@ def main(config: VAEConfig) -> Path:
     logger = Logger(run.path, config.use_tensorboard)
 
     start = 0
-    checkpoint = run.load_checkpoint(map_location=device) if config.resume else None
+    checkpoint = run.load_checkpoint() if config.resume else None
     if checkpoint is not None:
         start = int(checkpoint["epoch"])
         trainer.load_state_dict(checkpoint["trainer"])
         schedule_rng.bit_generator.state = checkpoint["schedule_rng"]
-        noise.set_state(checkpoint["noise"].to(noise.get_state().device))
+        restore_generator(noise, checkpoint["noise"])
     logger.truncate_after(start)  # drop rows logged after the checkpoint by a killed run
 
     counts = [dataset.num_trajectories for dataset in training_data]

@@ -98,7 +98,7 @@ def load_collection_agents(run: RunDirectory, device: torch.device,
                          config.episodes_per_task or spec.episodes_per_task)
     agent = make_agent(config, len(seeds), bamdp.observation_dim, bamdp.action_space, device)
     if checkpoint is None:
-        checkpoint = run.load_checkpoint(map_location=device)
+        checkpoint = run.load_checkpoint()
     if checkpoint is None:
         raise UserError(f"stage-1 run {run.path} has no checkpoint to load agents from")
     agent.load_state_dict(checkpoint["agent"])

@@ -100,7 +100,7 @@ def load_vae_run(run: RunDirectory, env_type: str, device: torch.device
         raise UserError(f"VAE run {run.path} was trained on {config.env_type!r}, not "
                         f"{env_type!r}")
     dimensions = run.read_json("model.json")
-    checkpoint = run.load_checkpoint(map_location=device)
+    checkpoint = run.load_checkpoint()
     if checkpoint is None:
         raise UserError(f"VAE run {run.path} has no checkpoint yet")
     vae = build_vae(config, dimensions["observation_dim"], dimensions["action_dim"],

@@ -23,6 +23,7 @@ from utils.replay import FIELDS, EnsembleReplayBuffer, TrajectoryBuffer
 from utils.runs import RunDirectory, find_run, run_path
 from utils.seeding import (
     resolve_device,
+    restore_generator,
     restore_torch_random_state,
     seed_everything,
     torch_random_state,
@@ -137,10 +138,29 @@ def test_a_checkpointed_torch_random_state_continues_the_same_draws(tmp_path):
     assert set(torch_random_state(device)) == {"torch_rng"}  # no GPU state on the CPU
 
 
+def test_random_states_from_another_device_type_are_refused():
+    generator = torch.Generator()
+    generator.manual_seed(4)
+    saved = generator.get_state()
+    expected = torch.rand(3, generator=generator)
+    restore_generator(generator, saved)
+    assert torch.equal(torch.rand(3, generator=generator), expected)
+    # A CUDA generator's state is a Philox seed and offset (16 bytes), a CPU one's 5 KB.
+    with pytest.raises(UserError, match="another device type.*--device it started with"):
+        restore_generator(generator, torch.zeros(16, dtype=torch.uint8))
+    written_on_a_gpu = {"torch_rng": torch.get_rng_state(),
+                        "cuda_rng": torch.zeros(16, dtype=torch.uint8)}
+    with pytest.raises(UserError, match="another device type"):
+        restore_torch_random_state(written_on_a_gpu, torch.device("cpu"))
+    with pytest.raises(UserError, match="another device type"):
+        restore_torch_random_state({"torch_rng": torch.get_rng_state()}, torch.device("cuda"))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_resume_state_loaded_onto_the_gpu_restores(tmp_path):
-    """Checkpoints are loaded with map_location the training device, which puts the random
-    states and the buffers' host-side arrays on the GPU; restoring must still work."""
+    """The scripts load checkpoints into host memory, but one loaded with map_location a GPU
+    (a user's own code) puts the random states and the buffers' host-side arrays there;
+    restoring must still work."""
     device = torch.device("cuda")
     torch.manual_seed(3)
     torch.cuda.manual_seed(3)

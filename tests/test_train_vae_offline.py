@@ -80,6 +80,41 @@ def test_resume_gives_the_same_model_as_an_uninterrupted_run(gridworld_data, tmp
         torch.testing.assert_close(actual[name], value, atol=0, rtol=0, msg=name)
 
 
+def test_resume_keeps_optimiser_steps_on_the_host_and_refuses_another_device_type(
+        gridworld_data, tmp_path, monkeypatch):
+    shutil.copytree(gridworld_data / "data", tmp_path / "data")
+    original_load = train_vae_offline.VAETrainer.load_state_dict
+    loaded = {}
+
+    def recording_load(trainer, state):
+        original_load(trainer, state)
+        loaded["steps"] = [entry["step"] for entry in trainer.optimizer.state.values()]
+        loaded["parameters"] = {parameter.device.type for parameter in trainer.vae.parameters()}
+
+    monkeypatch.setattr(train_vae_offline.VAETrainer, "load_state_dict", recording_load)
+    for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+        first = vae_config(tmp_path, "gridworld", num_iters=1, device=device,
+                           exp_name=f"on_{device}")
+        train_vae_offline.main(first)
+        loaded.clear()
+        train_vae_offline.main(dataclasses.replace(first, num_iters=2, resume=True))
+        # Plain Adam reads its step counters on the host each step: on a GPU, counters loaded
+        # onto the device would cost a synchronisation per parameter per step.
+        assert loaded["steps"] and {step.device.type for step in loaded["steps"]} == {"cpu"}
+        assert loaded["parameters"] == {device}
+    # A checkpoint written on a GPU (its noise generator's state is a 16-byte Philox state)
+    # does not resume on the CPU: one line, nothing changed.
+    run = RunDirectory(tmp_path / "runs/vae/gridworld/on_cpu_s73")
+    checkpoint = run.load_checkpoint()
+    checkpoint["noise"] = torch.zeros(16, dtype=torch.uint8)
+    torch.save(checkpoint, run.checkpoint_dir / "latest.pt")
+    before = (run.checkpoint_dir / "latest.pt").read_bytes()
+    with pytest.raises(UserError, match="another device type"):
+        train_vae_offline.main(dataclasses.replace(
+            vae_config(tmp_path, "gridworld", exp_name="on_cpu"), num_iters=3, resume=True))
+    assert (run.checkpoint_dir / "latest.pt").read_bytes() == before
+
+
 def test_point_robot_sparse_with_reward_relabelling(tmp_path):
     collect(tmp_path, "point_robot_sparse", "0-2")
     run_dir = train_vae_offline.main(vae_config(tmp_path, "point_robot_sparse",

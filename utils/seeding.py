@@ -36,13 +36,31 @@ def torch_random_state(device: torch.device) -> dict[str, torch.Tensor]:
     return state
 
 
+OTHER_DEVICE_TYPE = ("the checkpoint was written by a run on another device type (CPU or GPU); "
+                     "a run resumes only on the device type it started on: resume with the "
+                     "--device it started with")
+
+
 def restore_torch_random_state(checkpoint: dict, device: torch.device) -> None:
     """Set PyTorch's global random state from a checkpoint written with
     :func:`torch_random_state`. The states are moved to the CPU first: a checkpoint loaded with
-    ``map_location`` a GPU holds them there, and PyTorch takes them only from host memory."""
+    ``map_location`` a GPU holds them there, and PyTorch takes them only from host memory. A
+    checkpoint written on a GPU does not resume on the CPU (UserError)."""
+    if ("cuda_rng" in checkpoint) != (device.type == "cuda"):
+        raise UserError(OTHER_DEVICE_TYPE)
     torch.set_rng_state(checkpoint["torch_rng"].cpu())
     if "cuda_rng" in checkpoint:
         torch.cuda.set_rng_state(checkpoint["cuda_rng"].cpu(), device)
+
+
+def restore_generator(generator: torch.Generator, state: torch.Tensor) -> None:
+    """Set ``generator`` to ``state``, saved from a generator of the same device type. CPU and
+    CUDA generators keep states of different sizes, so a state from the other device type (a run
+    resumed on another device than it started on) is refused with a UserError."""
+    current = generator.get_state()
+    if state.numel() != current.numel():
+        raise UserError(OTHER_DEVICE_TYPE)
+    generator.set_state(state.to(current.device))
 
 
 def usable_cores() -> int:
