@@ -46,7 +46,11 @@ from algorithms.focal import FOCAL, FocalHyperparameters
 from algorithms.focal_data import OfflineTaskData, split_tasks
 from algorithms.focal_discrete import DiscreteFOCAL
 from algorithms.focal_evaluation import EvaluationResult, FocalEvaluator, return_columns
-from algorithms.focal_meta_evaluation import MetaEpisodeEvaluation, MetaEpisodeEvaluator
+from algorithms.focal_meta_evaluation import (
+    MetaEpisodeEvaluation,
+    MetaEpisodeEvaluator,
+)
+from algorithms.focal_meta_evaluation import return_columns as meta_episode_return_columns
 from environments.registry import get_spec
 from utils.config import load_config
 from utils.datasets import dataset_directory
@@ -61,6 +65,7 @@ from utils.runs import RunDirectory, run_path
 from utils.seeding import (
     parse_seeds,
     prepare_process,
+    restore_generator,
     restore_torch_random_state,
     torch_random_state,
     wait_for_device,
@@ -134,13 +139,13 @@ def main(config: FocalConfig) -> Path:
     sampler.manual_seed(config.seed)
 
     start, train_seconds, rows = 0, 0.0, []
-    checkpoint = run.load_checkpoint(map_location=device) if config.resume else None
+    checkpoint = run.load_checkpoint() if config.resume else None
     if checkpoint is not None:
         start, train_seconds = int(checkpoint["iteration"]), float(checkpoint["train_seconds"])
         rows = [dict(row) for row in checkpoint["progress"]]
         focal.load_state_dict(checkpoint["focal"])
         restore_torch_random_state(checkpoint, device)
-        sampler.set_state(checkpoint["sampler"].to(sampler.get_state().device))
+        restore_generator(sampler, checkpoint["sampler"])
     logger.truncate_after(start)  # drop rows logged after the checkpoint by a killed run
     write_progress(run.path / "progress.csv", rows)
 
@@ -276,13 +281,9 @@ def meta_episode_row(epoch: int, num_updates: int, training_metrics: dict[str, f
     """One row of progress.csv for BOReL's env-types: mean over held-out tasks of each inner
     episode's return, their sum and the success rate, for the online and the offline context."""
     row: dict[str, float] = {"Epoch": epoch, "Number of train steps total": num_updates}
-    for protocol, returns, successes in (
-            ("online", result.online_returns, result.online_successes),
-            ("offline", result.offline_returns, result.offline_successes)):
-        for episode, value in enumerate(returns.mean(axis=0), start=1):
-            row[f"AverageReturn_{protocol}_context_episode{episode}_all_test_tasks"] = float(value)
-        row[f"AverageReturn_{protocol}_context_sum_all_test_tasks"] = float(
-            returns.sum(axis=1).mean())
+    row.update(meta_episode_return_columns(result.online_returns, result.offline_returns))
+    for protocol, successes in (("online", result.online_successes),
+                                ("offline", result.offline_successes)):
         row[f"SuccessRate_{protocol}_context_all_test_tasks"] = float(successes.mean())
     row.update(training_columns(training_metrics))
     row["Embedding RMS"], row["Embedding ESR"] = result.rms, result.esr

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from gymnasium import spaces
 
 from algorithms.agents import (
     Agent,
@@ -48,7 +49,10 @@ from algorithms.agents import (
 from algorithms.belief_rollouts import OnlineBelief, evaluate_with_online_belief
 from algorithms.focal import FOCAL, FocalHyperparameters
 from algorithms.focal_data import OfflineTaskData, TaskSplit, split_tasks
+from algorithms.focal_discrete import DiscreteFOCAL
 from algorithms.focal_evaluation import FocalEvaluator, return_columns
+from algorithms.focal_meta_evaluation import MetaEpisodeEvaluator
+from algorithms.focal_meta_evaluation import return_columns as meta_episode_return_columns
 from algorithms.vae import build_vae, load_vae_run
 from environments.bamdp import BatchedBAMDP
 from environments.mujoco.rendering import write_frames
@@ -110,7 +114,7 @@ def main(run_path: Path, config: SimulationConfig) -> Path:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
     request = SimulationRequest(parse_seeds(config.task_seeds) if config.task_seeds else None,
                                 config.num_tasks, config.episodes, config.video, device)
-    checkpoint = run.load_checkpoint(map_location=device)
+    checkpoint = run.load_checkpoint()
     checkpoint_step = int(checkpoint.get("step", -1))
     simulation = kind.simulate(run, checkpoint, request)
     logged = kind.logged(run)
@@ -288,39 +292,51 @@ def simulate_offline_run(run: RunDirectory, checkpoint: dict, request: Simulatio
 
 
 # ------------------------------------------------------------------------------ FOCAL
+def focal_tasks(config: FocalConfig, request: SimulationRequest
+                ) -> tuple[TaskSplit, OfflineTaskData, int, bool]:
+    """The tasks a FOCAL simulation plays: without task options the run's own split (its
+    training tasks, then its held-out ones); else the tasks ``--task-seeds`` names or the first
+    ``--num-tasks`` held-out ones of the run's dataset, alone. Returns the split, its data, the
+    number of training tasks in it and whether these are the run's own tasks."""
+    directory = dataset_directory(config.data_dir, config.env_type, config.dataset_name)
+    if request.task_seeds is None and request.num_tasks is None:
+        split = split_tasks(directory, config.num_train_tasks, config.num_eval_tasks)
+        return (split, OfflineTaskData.from_config(config, split, request.device),
+                config.num_train_tasks, True)
+    found = dict(task_files(directory))
+    held_out = sorted(found)[config.num_train_tasks:]
+    seeds = request.task_seeds or held_out[: request.num_tasks]
+    missing = [seed for seed in seeds if seed not in found]
+    if missing:
+        raise UserError(f"FOCAL needs each task's offline data for its context, and "
+                        f"{directory} holds no task file for seed(s) {missing}")
+    if len(seeds) < (request.num_tasks or 0):
+        raise UserError(f"--num-tasks {request.num_tasks}: {directory} holds only "
+                        f"{len(held_out)} tasks after the {config.num_train_tasks} training "
+                        "ones")
+    split = TaskSplit([], list(seeds), [found[seed] for seed in seeds])
+    return split, OfflineTaskData.from_config(config, split, request.device), 0, False
+
+
 def simulate_focal_run(run: RunDirectory, checkpoint: dict, request: SimulationRequest
                        ) -> Simulation:
     """FOCAL with its own evaluator: the offline-context protocol (contexts drawn from each
     task's offline data; the run's training tasks too when it evaluates them) and the
     online-context protocol. ``--task-seeds`` / ``--num-tasks`` pick tasks of the run's dataset
-    (``--num-tasks``: the tasks after the training ones)."""
+    (``--num-tasks``: the tasks after the training ones). Runs on BOReL's env-types play BOReL's
+    protocol instead (:func:`simulate_focal_meta_episodes`)."""
     config = load_saved_config(FocalConfig, run.config_path)
+    if run.read_json("meta.json").get("evaluation_protocol") == "meta_episodes":
+        return simulate_focal_meta_episodes(run, checkpoint, request, config)
     trajectories = math.ceil(config.num_steps_per_eval / config.max_path_length)
     own_episodes = trajectories if trajectories == config.num_online_episodes else None
-    directory = dataset_directory(config.data_dir, config.env_type, config.dataset_name)
-    own = request.task_seeds is None and request.num_tasks is None
+    split, data, _, own = focal_tasks(config, request)
     if own:
-        split = split_tasks(directory, config.num_train_tasks, config.num_eval_tasks)
-        data = OfflineTaskData.from_config(config, split, request.device)
         evaluator = FocalEvaluator.from_config(config, data, num_episodes=request.episodes)
-        data_seeds = split.train_seeds + split.eval_seeds
     else:
-        found = dict(task_files(directory))
-        held_out = sorted(found)[config.num_train_tasks:]
-        seeds = request.task_seeds or held_out[: request.num_tasks]
-        missing = [seed for seed in seeds if seed not in found]
-        if missing:
-            raise UserError(f"FOCAL needs each task's offline data for its context, and "
-                            f"{directory} holds no task file for seed(s) {missing}")
-        if len(seeds) < (request.num_tasks or 0):
-            raise UserError(f"--num-tasks {request.num_tasks}: {directory} holds only "
-                            f"{len(held_out)} tasks after the {config.num_train_tasks} training "
-                            "ones")
-        split = TaskSplit([], list(seeds), [found[seed] for seed in seeds])
-        data = OfflineTaskData.from_config(config, split, request.device)
-        evaluator = FocalEvaluator.from_config(config, data, list(range(len(seeds))), [],
-                                               num_episodes=request.episodes)
-        data_seeds = list(seeds)
+        evaluator = FocalEvaluator.from_config(config, data, list(range(len(split.eval_seeds))),
+                                               [], num_episodes=request.episodes)
+    data_seeds = split.train_seeds + split.eval_seeds
     focal = FOCAL(data.observation_dim, data.action_dim, data.transition_dim,
                   FocalHyperparameters.from_config(config), request.device)
     focal.load_state_dict(checkpoint["focal"])
@@ -364,6 +380,48 @@ def simulate_focal_run(run: RunDirectory, checkpoint: dict, request: SimulationR
         training_steps=focal.num_updates,
         frames=recorder.frames if recorder else {},
         frames_per_second=frames_per_second(env))
+
+
+def simulate_focal_meta_episodes(run: RunDirectory, checkpoint: dict,
+                                  request: SimulationRequest, config: FocalConfig
+                                  ) -> Simulation:
+    """FOCAL on one of BOReL's env-types, played as its run evaluates it
+    (``algorithms/focal_meta_evaluation.py``): one meta-episode of k inner episodes per held-out
+    task, with the online context (z = 0, then z from the meta-episode's own transitions after
+    each inner episode) and with an offline context; Discrete actions give ``DiscreteFOCAL``."""
+    spec = get_spec(config.env_type)
+    run_episodes = config.episodes_per_task or spec.episodes_per_task
+    episodes = checked_episodes(request.episodes, run_episodes)
+    split, data, num_train, own = focal_tasks(config, request)
+    seeds = list(split.eval_seeds)
+    test_task_ids = list(range(num_train, num_train + len(seeds)))
+    evaluator = MetaEpisodeEvaluator(
+        config.env_type, config.environment_options(evaluation=True), data, num_train,
+        test_task_ids, episodes, config.offline_context_size, config.seed)
+    agent_class = (DiscreteFOCAL if isinstance(evaluator.action_space, spaces.Discrete)
+                   else FOCAL)
+    focal = agent_class(data.observation_dim, data.action_dim, data.transition_dim,
+                        FocalHyperparameters.from_config(config), request.device)
+    focal.load_state_dict(checkpoint["focal"])
+    bamdp, tasks = evaluator.env, data.tasks[test_task_ids]
+    recorder = (FrameRecorder(bamdp.env, {seed: copy for copy, seed in enumerate(seeds)})
+                if request.record_frames else None)
+    offline = evaluator.offline_context_rollout(focal, recorder)
+    online = evaluator.online_context_rollout(focal)
+    evaluator.close()
+    options = resolve_options(config.env_type, config.environment_options(evaluation=True))
+    return Simulation(
+        protocols=[meta_episode_protocol("offline_context", seeds, tasks, offline, episodes),
+                   meta_episode_protocol("online_context", seeds, tasks, online, episodes)],
+        summary=meta_episode_return_columns(online.episode_returns(episodes),
+                                            offline.episode_returns(episodes)),
+        own_evaluation=own and episodes == run_episodes,
+        env=bamdp.env,
+        dataset_meta=dataset_meta(config.env_type, options, bamdp, run, "focal",
+                                  "offline and online context"),
+        training_steps=focal.num_updates,
+        frames=recorder.frames if recorder else {},
+        frames_per_second=frames_per_second(bamdp.env))
 
 
 # ------------------------------------------------------------------------------ online VariBAD

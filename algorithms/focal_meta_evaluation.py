@@ -22,6 +22,7 @@ successive evaluations differ only through the networks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,22 @@ from utils.errors import UserError
 from utils.rollouts import MetaEpisodeBatch, collect_meta_episodes, stored_action_dim
 
 ENV_STREAM = 2
+StepObserver = Callable[[np.ndarray, BAMDPStep], None]
+
+
+def return_columns(online_returns: np.ndarray, offline_returns: np.ndarray
+                   ) -> dict[str, float]:
+    """progress.csv's return columns for BOReL's env-types: the mean over tasks of each inner
+    episode's return and of their sum, for the online and the offline context; returns are
+    (num_tasks, k)."""
+    columns: dict[str, float] = {}
+    for protocol, returns in (("online", online_returns), ("offline", offline_returns)):
+        for episode, value in enumerate(returns.mean(axis=0), start=1):
+            columns[f"AverageReturn_{protocol}_context_episode{episode}_all_test_tasks"] = float(
+                value)
+        columns[f"AverageReturn_{protocol}_context_sum_all_test_tasks"] = float(
+            returns.sum(axis=1).mean())
+    return columns
 
 
 @dataclass
@@ -109,9 +126,11 @@ class MetaEpisodeEvaluator:
         states = torch.as_tensor(observations, dtype=torch.float32, device=focal.device)
         return focal.act(states, latents, deterministic=True).cpu().numpy()
 
-    def online_context_rollout(self, focal: FocalBase) -> MetaEpisodeBatch:
+    def online_context_rollout(self, focal: FocalBase, observer: StepObserver | None = None
+                               ) -> MetaEpisodeBatch:
         """One meta-episode per task: z = 0 in inner episode 1, then z from the meta-episode's
-        own transitions so far, recomputed at every inner-episode boundary."""
+        own transitions so far, recomputed at every inner-episode boundary. ``observer`` (such as
+        a frame recorder) is called after every step."""
         env, device = self.env, self.data.device
         env.seed(self.env_seeds)
         num_copies, horizon = env.num_envs, env.trajectory_len
@@ -141,12 +160,15 @@ class MetaEpisodeEvaluator:
                 rows = torch.as_tensor(boundary, device=device)
                 updated = focal.task_latents(contexts[:, : step + 1], valid[:, : step + 1])
                 latents[rows] = updated[rows]
+            if observer is not None:
+                observer(stored_actions, result)
 
         return collect_meta_episodes(env, policy, on_step)
 
-    def offline_context_rollout(self, focal: FocalBase) -> MetaEpisodeBatch:
+    def offline_context_rollout(self, focal: FocalBase, observer: StepObserver | None = None
+                                ) -> MetaEpisodeBatch:
         """One meta-episode per task with z from ``offline_context_size`` offline transitions of
-        the task, fixed throughout."""
+        the task, fixed throughout; ``observer`` is called after every step."""
         generator = torch.Generator(device=self.data.device)
         generator.manual_seed(self.seed)
         task_ids = torch.as_tensor(self.test_task_ids, device=self.data.device)
@@ -154,7 +176,7 @@ class MetaEpisodeEvaluator:
             self.data.sample_context(task_ids, self.offline_context_size, generator))
         self.env.seed(self.env_seeds)
         return collect_meta_episodes(self.env, lambda observations: self._act(
-            focal, observations, latents))
+            focal, observations, latents), observer)
 
     def evaluate(self, focal: FocalBase, contexts_per_task: int, context_size: int
                  ) -> MetaEpisodeEvaluation:

@@ -4,6 +4,7 @@ as datasets that the loader and the stages accept, and one-line errors with exit
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -20,18 +21,21 @@ import sim_policy
 import train_single_agent
 import train_vae_offline
 from environments.registry import make_batched_env
+from tests.test_focal_borel_envs import TINY_FOCAL as TINY_BOREL_FOCAL
+from tests.test_focal_borel_envs import write_random_bamdp_datasets
 from tests.test_launch_focal import tiny_config as tiny_focal_config
 from tests.test_launch_focal import write_random_datasets
 from tests.test_online_training import tiny_config as online_tiny_config
 from tests.test_train_agent_offline import run_chain
 from tests.test_train_single_agent import tiny_config as tiny_collection_config
 from tests.test_train_vae_offline import vae_config
+from utils.config import load_config
 from utils.datasets import load_dataset_directory
 from utils.errors import UserError, run_script
 from utils.logger import scalar_series
 from utils.plotting import trajectory_frames
 from utils.simulation import logged_borel_evaluation
-from utils.stage_configs import SimulationConfig
+from utils.stage_configs import FocalConfig, SimulationConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -160,6 +164,37 @@ def test_focal_reproduces_both_protocols_and_saves_loadable_datasets(tmp_path):
     assert len(rows_of(chosen, "online_context")) == 2 * 3
     with pytest.raises(UserError, match="holds no task file for seed"):
         simulate(run_dir, tmp_path / "x", task_seeds="40")
+
+
+def test_focal_on_a_borel_env_type_plays_its_runs_meta_episode_protocols(tmp_path):
+    # The quick start's FOCAL run: the gridworld (Discrete actions, DiscreteFOCAL) evaluated with
+    # BOReL's protocol of k = 4 inner episodes per task.
+    write_random_bamdp_datasets(tmp_path / "data", "gridworld", range(6))
+    config = load_config(FocalConfig, ["--env-type", "gridworld"], config_dir="configs")
+    run_dir = launch_focal.main(dataclasses.replace(
+        config, **TINY_BOREL_FOCAL, data_dir=str(tmp_path / "data"),
+        runs_dir=str(tmp_path / "runs")))
+    replay = tmp_path / "data/gridworld/replay"
+    report = simulate(run_dir, tmp_path / "own", save_dataset=str(replay))
+    assert_reproduces_the_logged_evaluation(report, [
+        "AverageReturn_online_context_sum_all_test_tasks",
+        "AverageReturn_offline_context_episode4_all_test_tasks"])
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    for protocol in ("offline_context", "online_context"):
+        rows = rows_of(report, protocol)
+        assert [(row["task_seed"], row["episode"]) for row in rows] == [
+            (seed, episode) for seed in (4, 5) for episode in (1, 2, 3, 4)]
+        np.testing.assert_allclose([row["return"] for row in rows],
+                                   np.ravel(evaluation[protocol]), rtol=1e-6)
+    datasets = load_dataset_directory(replay, expected_env_type="gridworld")
+    assert [dataset.meta["seed"] for dataset in datasets] == [4, 5]
+    assert all(dataset.num_trajectories == 2 and dataset.trajectory_len == 60
+               for dataset in datasets)
+
+    chosen = simulate(run_dir, tmp_path / "chosen", task_seeds="5", video=True)
+    assert not chosen["own_evaluation"]
+    assert {row["task_seed"] for row in chosen["rows"]} == {5}
+    assert (tmp_path / "chosen/task_5.gif").is_file()
 
 
 def test_stage1_rollouts_train_a_vae(gridworld_ensemble, tmp_path):
