@@ -150,6 +150,13 @@ def main(config: OnlineConfig) -> Path:
     sampler.manual_seed(config.seed)
     noise = torch.Generator(device=device)
     noise.manual_seed(config.seed + 1)
+    # The VAE's meta-episodes live in host memory: their indices are drawn on the host, from the
+    # sampler itself on a CPU and from a host generator of its own on a GPU, so that drawing a
+    # VAE batch never waits for the device.
+    host_sampler = sampler
+    if device.type != "cpu":
+        host_sampler = torch.Generator()
+        host_sampler.manual_seed(config.seed + 2)
     action_rng = np.random.default_rng([config.seed, 6])
     belief = OnlineBelief(vae.encoder, collection.num_envs, device)
     evaluation_belief = OnlineBelief(vae.encoder, evaluation.num_envs, device)
@@ -185,6 +192,7 @@ def main(config: OnlineConfig) -> Path:
         resume_state = {
             "buffers": buffers.state_dict(), **torch_random_state(device),
             "sampler": sampler.get_state(), "noise": noise.get_state(),
+            "host_sampler": host_sampler.get_state(),
             "action_rng": action_rng.bit_generator.state,
             "env_streams": collection.env.random_state(), "environment_steps": environment_steps}
         run.save_checkpoint(state, step=iteration, keep=True, latest_only=resume_state)
@@ -201,6 +209,8 @@ def main(config: OnlineConfig) -> Path:
         restore_torch_random_state(checkpoint, device)
         restore_generator(sampler, checkpoint["sampler"])
         restore_generator(noise, checkpoint["noise"])
+        if host_sampler is not sampler and "host_sampler" in checkpoint:
+            restore_generator(host_sampler, checkpoint["host_sampler"])
         action_rng.bit_generator.state = checkpoint["action_rng"]
         collection.env.set_random_state(checkpoint["env_streams"])
         environment_steps = int(checkpoint["environment_steps"])
@@ -216,8 +226,8 @@ def main(config: OnlineConfig) -> Path:
             keep = np.arange(collection.num_envs) < len(chunk)
             store(rollout.select(keep), beliefs[keep], chunk, 0)
         for _ in range(config.pretrain_len):
-            trainer.update(vae_batch(config, buffers, sampler, train_tasks, cell_index, device),
-                           noise)
+            trainer.update(vae_batch(config, buffers, host_sampler, train_tasks, cell_index,
+                                     device), noise)
 
     bar = progress_range(start, config.num_iters, f"online {config.env_type}")
     for iteration in bar:
@@ -235,7 +245,7 @@ def main(config: OnlineConfig) -> Path:
             tasks = sample_task_indices(config.num_train_tasks, config.meta_batch, sampler)
             rl_metrics.append(agent.update(buffers.policy.sample_tasks(
                 tasks, config.batch_size, sampler)))
-        vae_metrics = [trainer.update(vae_batch(config, buffers, sampler, train_tasks,
+        vae_metrics = [trainer.update(vae_batch(config, buffers, host_sampler, train_tasks,
                                                 cell_index, device), noise)
                        for _ in range(config.vae_updates_per_iter)]
         if config.recompute_beliefs and vae_metrics:
@@ -272,12 +282,13 @@ def main(config: OnlineConfig) -> Path:
     return run.path
 
 
-def vae_batch(config: OnlineConfig, buffers: OnlineBuffers, sampler: torch.Generator,
+def vae_batch(config: OnlineConfig, buffers: OnlineBuffers, host_sampler: torch.Generator,
               train_tasks: np.ndarray, cell_index, device: torch.device
               ) -> dict[str, torch.Tensor]:
-    """A VAE batch: ``vae_batch_num_rollouts_per_task`` meta-episodes of ``meta_batch`` tasks."""
-    tasks = sample_task_indices(config.num_train_tasks, config.meta_batch, sampler).cpu().numpy()
-    return buffers.vae_batch(tasks, config.vae_batch_num_rollouts_per_task, sampler,
+    """A VAE batch: ``vae_batch_num_rollouts_per_task`` meta-episodes of ``meta_batch`` tasks,
+    drawn with the CPU generator ``host_sampler``."""
+    tasks = sample_task_indices(config.num_train_tasks, config.meta_batch, host_sampler).numpy()
+    return buffers.vae_batch(tasks, config.vae_batch_num_rollouts_per_task, host_sampler,
                              train_tasks, cell_index, device)
 
 

@@ -204,7 +204,9 @@ class TrajectoryBuffer:
 
     def sample_indices(self, tasks: np.ndarray, count: int, generator: torch.Generator
                        ) -> np.ndarray:
-        """``count`` uniform slot indices in each of ``tasks`` (M,): (M * count,), task-major."""
+        """``count`` uniform slot indices in each of ``tasks`` (M,): (M * count,), task-major.
+        The storage is on the host; give a CPU ``generator``, as online VariBAD does, so that
+        drawing never waits for a GPU."""
         sizes = torch.as_tensor(self.sizes[tasks])
         if int(sizes.min()) == 0:
             raise UserError("cannot sample trajectories from a task without any")
