@@ -390,8 +390,11 @@ def simulate_focal_meta_episodes(run: RunDirectory, checkpoint: dict,
     task, with the online context (z = 0, then z from the meta-episode's own transitions after
     each inner episode) and with an offline context; Discrete actions give ``DiscreteFOCAL``."""
     spec = get_spec(config.env_type)
-    run_episodes = config.episodes_per_task or spec.episodes_per_task
-    episodes = checked_episodes(request.episodes, run_episodes)
+    episodes = config.episodes_per_task or spec.episodes_per_task
+    if request.episodes not in (None, episodes):
+        raise UserError(f"--episodes {request.episodes}: a FOCAL run on {config.env_type!r} plays "
+                        f"meta-episodes of the {episodes} inner episodes its data holds (its "
+                        "offline contexts come from them)")
     split, data, num_train, own = focal_tasks(config, request)
     seeds = list(split.eval_seeds)
     test_task_ids = list(range(num_train, num_train + len(seeds)))
@@ -415,7 +418,7 @@ def simulate_focal_meta_episodes(run: RunDirectory, checkpoint: dict,
                    meta_episode_protocol("online_context", seeds, tasks, online, episodes)],
         summary=meta_episode_return_columns(online.episode_returns(episodes),
                                             offline.episode_returns(episodes)),
-        own_evaluation=own and episodes == run_episodes,
+        own_evaluation=own,
         env=bamdp.env,
         dataset_meta=dataset_meta(config.env_type, options, bamdp, run, "focal",
                                   "offline and online context"),

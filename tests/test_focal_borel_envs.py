@@ -117,6 +117,19 @@ def test_offline_context_fixes_z_from_one_meta_episode_of_offline_data(tmp_path)
         torch.testing.assert_close(latents, expected)
 
 
+@pytest.mark.parametrize("env_type", ["gridworld", "point_robot_sparse"])
+def test_both_rollouts_call_the_observer_after_every_step(tmp_path, env_type):
+    # sim_policy records video frames through this hook.
+    evaluator, focal, _ = tiny_setup(tmp_path, env_type)
+    for rollout in (evaluator.online_context_rollout, evaluator.offline_context_rollout):
+        calls = []
+        batch = rollout(focal, lambda actions, result, calls=calls: calls.append(
+            (actions.copy(), result.rewards.copy())))
+        assert len(calls) == batch.lengths[0] == evaluator.env.trajectory_len
+        np.testing.assert_array_equal(np.concatenate([rewards for _, rewards in calls]),
+                                      batch.rewards[0, :, 0])
+
+
 def test_evaluation_rejects_data_of_another_episode_count(tmp_path):
     with pytest.raises(UserError, match="holds meta-episodes of 4 x 15 steps, but the "
                                         "evaluation plays 2 x 15"):

@@ -195,6 +195,9 @@ def test_focal_on_a_borel_env_type_plays_its_runs_meta_episode_protocols(tmp_pat
     assert not chosen["own_evaluation"]
     assert {row["task_seed"] for row in chosen["rows"]} == {5}
     assert (tmp_path / "chosen/task_5.gif").is_file()
+    with pytest.raises(UserError, match="--episodes 2: a FOCAL run on 'gridworld' plays "
+                                        "meta-episodes of the 4 inner episodes"):
+        simulate(run_dir, tmp_path / "x", episodes=2)
 
 
 def test_stage1_rollouts_train_a_vae(gridworld_ensemble, tmp_path):

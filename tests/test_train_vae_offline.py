@@ -84,6 +84,7 @@ def test_resume_keeps_optimiser_steps_on_the_host_and_refuses_another_device_typ
         gridworld_data, tmp_path, monkeypatch):
     shutil.copytree(gridworld_data / "data", tmp_path / "data")
     original_load = train_vae_offline.VAETrainer.load_state_dict
+    original_read = RunDirectory.load_checkpoint
     loaded = {}
 
     def recording_load(trainer, state):
@@ -91,27 +92,47 @@ def test_resume_keeps_optimiser_steps_on_the_host_and_refuses_another_device_typ
         loaded["steps"] = [entry["step"] for entry in trainer.optimizer.state.values()]
         loaded["parameters"] = {parameter.device.type for parameter in trainer.vae.parameters()}
 
+    def recording_read(run, *arguments, **options):
+        loaded.setdefault("reads", []).append((arguments, options))
+        return original_read(run, *arguments, **options)
+
     monkeypatch.setattr(train_vae_offline.VAETrainer, "load_state_dict", recording_load)
+    monkeypatch.setattr(RunDirectory, "load_checkpoint", recording_read)
     for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
         first = vae_config(tmp_path, "gridworld", num_iters=1, device=device,
                            exp_name=f"on_{device}")
         train_vae_offline.main(first)
         loaded.clear()
         train_vae_offline.main(dataclasses.replace(first, num_iters=2, resume=True))
-        # Plain Adam reads its step counters on the host each step: on a GPU, counters loaded
-        # onto the device would cost a synchronisation per parameter per step.
+        # The checkpoint is read into host memory (the default map_location) and the trainer
+        # copies it onto the device. Plain Adam reads its step counters on the host each step: on
+        # a GPU, counters loaded onto the device would cost a synchronisation per parameter per
+        # step.
+        assert loaded["reads"] == [((), {})]
         assert loaded["steps"] and {step.device.type for step in loaded["steps"]} == {"cpu"}
         assert loaded["parameters"] == {device}
-    # A checkpoint written on a GPU (its noise generator's state is a 16-byte Philox state)
-    # does not resume on the CPU: one line, nothing changed.
+    monkeypatch.undo()
+
+    # A run started on a GPU does not resume on the CPU: one line, and nothing in the run changes
+    # (its meta.json still says where it started).
     run = RunDirectory(tmp_path / "runs/vae/gridworld/on_cpu_s73")
+    meta = json.loads((run.path / "meta.json").read_text())
+    (run.path / "meta.json").write_text(json.dumps({**meta, "device": "cuda:0"}))
+    files = {path: path.read_bytes() for path in run.path.rglob("*") if path.is_file()}
+    resumed = dataclasses.replace(vae_config(tmp_path, "gridworld", exp_name="on_cpu"),
+                                  num_iters=3, resume=True)
+    with pytest.raises(UserError, match="was started on cuda:0 .* pass --device cuda"):
+        train_vae_offline.main(resumed)
+    assert {path: path.read_bytes() for path in run.path.rglob("*") if path.is_file()} == files
+    # Where meta.json does not tell, the checkpoint's random states do (a CUDA generator's state
+    # is a 16-byte Philox seed and offset, a CPU one's 5 KB).
+    (run.path / "meta.json").write_text(json.dumps(meta))
     checkpoint = run.load_checkpoint()
     checkpoint["noise"] = torch.zeros(16, dtype=torch.uint8)
     torch.save(checkpoint, run.checkpoint_dir / "latest.pt")
     before = (run.checkpoint_dir / "latest.pt").read_bytes()
     with pytest.raises(UserError, match="another device type"):
-        train_vae_offline.main(dataclasses.replace(
-            vae_config(tmp_path, "gridworld", exp_name="on_cpu"), num_iters=3, resume=True))
+        train_vae_offline.main(resumed)
     assert (run.checkpoint_dir / "latest.pt").read_bytes() == before
 
 

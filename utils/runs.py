@@ -69,6 +69,21 @@ def run_path(runs_dir: str | Path, stage: str, env_type: str, exp_name: str, see
     return Path(runs_dir) / stage / env_type / f"{exp_name}_s{seed}"
 
 
+def check_resume_device(run: RunDirectory, device: str) -> None:
+    """A run with a checkpoint resumes only on the device type it started on (its random
+    streams are the CPU's or the GPU's): refused before anything in the run is rewritten."""
+    meta_path, latest = run.path / "meta.json", run.checkpoint_dir / LATEST
+    if not (meta_path.is_file() and latest.is_file()):
+        return
+    try:
+        started = json.loads(meta_path.read_text()).get("device")
+    except (OSError, ValueError):
+        return  # an unreadable meta.json is rewritten below; the checkpoint check remains
+    if started and torch.device(started).type != torch.device(device).type:
+        raise UserError(f"run {run.path} was started on {started} and resumes only on the same "
+                        f"device type: pass --device {torch.device(started).type}")
+
+
 @dataclass
 class RunDirectory:
     """An existing run directory with its checkpoint and figure folders."""
@@ -117,6 +132,8 @@ class RunDirectory:
                 "--overwrite true to start again"
             )
         run = cls(path)
+        if exists and resume:
+            check_resume_device(run, device)
         if exists:
             remove_stale_temporaries(path)  # left by a write that a kill interrupted
         created = not path.exists()
