@@ -398,9 +398,9 @@ def simulate_focal_meta_episodes(run: RunDirectory, checkpoint: dict,
     split, data, num_train, own = focal_tasks(config, request)
     seeds = list(split.eval_seeds)
     test_task_ids = list(range(num_train, num_train + len(seeds)))
-    evaluator = MetaEpisodeEvaluator(
-        config.env_type, config.environment_options(evaluation=True), data, num_train,
-        test_task_ids, episodes, config.offline_context_size, config.seed)
+    options = config.environment_options(evaluation=True)
+    evaluator = MetaEpisodeEvaluator(config.env_type, options, data, num_train, test_task_ids,
+                                     episodes, config.offline_context_size, config.seed)
     agent_class = (DiscreteFOCAL if isinstance(evaluator.action_space, spaces.Discrete)
                    else FOCAL)
     focal = agent_class(data.observation_dim, data.action_dim, data.transition_dim,
@@ -412,7 +412,6 @@ def simulate_focal_meta_episodes(run: RunDirectory, checkpoint: dict,
     offline = evaluator.offline_context_rollout(focal, recorder)
     online = evaluator.online_context_rollout(focal)
     evaluator.close()
-    options = resolve_options(config.env_type, config.environment_options(evaluation=True))
     return Simulation(
         protocols=[meta_episode_protocol("offline_context", seeds, tasks, offline, episodes),
                    meta_episode_protocol("online_context", seeds, tasks, online, episodes)],
@@ -420,8 +419,8 @@ def simulate_focal_meta_episodes(run: RunDirectory, checkpoint: dict,
                                             offline.episode_returns(episodes)),
         own_evaluation=own,
         env=bamdp.env,
-        dataset_meta=dataset_meta(config.env_type, options, bamdp, run, "focal",
-                                  "offline and online context"),
+        dataset_meta=dataset_meta(config.env_type, resolve_options(config.env_type, options),
+                                  bamdp, run, "focal", "offline and online context"),
         training_steps=focal.num_updates,
         frames=recorder.frames if recorder else {},
         frames_per_second=frames_per_second(bamdp.env))
