@@ -3,12 +3,14 @@ worker process, one process per core) against K single-task agents trained one a
 with the semi-circle's settings (networks [32, 32], 2
 meta-episodes of 120 steps and 500 gradient steps of batch 256 per iteration).
 
-Each round runs one training iteration (collection, then the gradient steps) of the ensemble and
-one iteration of each single agent, in turns: the ensemble's iteration is cut into K parts that
-alternate with the K single agents, so both sides see the same machine; the figures are medians
-over the rounds (after one untimed round). Throughput counts environment steps plus gradient
-updates per second, summed over tasks. A second table splits an update's time into its fixed part
-(the ensemble's update on tiny batches) and a part per member, which bounds the ratio.
+Each round runs one training iteration (collection, then the gradient steps) of every contender,
+in turns: each batched iteration is cut into K parts that alternate with the K single agents'
+iterations, so every contender sees the same machine. The contenders, all in one alternation:
+the ensemble and the single agents with one PyTorch thread and with one per core, and the tasks
+split over one worker process per core. The figures are medians over the rounds (after one
+untimed round). Throughput counts environment steps plus gradient updates per second, summed over
+tasks. A second table splits an update's time into its fixed part (the ensemble's update on tiny
+batches) and a part per member, which bounds the ratio.
 
 Run: python -m bench.stage1_collection [--num-tasks 16] [--rounds 3] [--device cpu] [--quick]
 """
@@ -19,6 +21,8 @@ import argparse
 import math
 import multiprocessing
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -141,32 +145,43 @@ def serve_loop(connection, seeds: list[int], config: DataCollectionConfig, updat
         connection.send(loop.iteration_part(*message))
 
 
-def alternate(batched: CollectionLoop | WorkerEnsembles, singles: list[CollectionLoop],
-              rounds: int,
-              device: torch.device) -> tuple[dict[str, Timing], dict[str, int]]:
-    """Per round, one iteration of every single agent and one of the ensemble, cut into as many
-    parts as there are single agents and run in turns with them (fine-grained alternation), after
-    a first untimed round; returns the timings per round and the work of one round."""
-    timings = {"batched": Timing(), "sequential": Timing()}
-    work = {"batched": 0, "sequential": 0}
+@dataclass
+class Contender:
+    """One side of the comparison at one setting: ``part(part, parts)`` runs that part of its
+    training iteration and returns the env steps plus member updates it made."""
+
+    side: str  # "batched" or "sequential"
+    setting: str
+    threads: int
+    part: Callable[[int, int], int]
+    cpu_time_measured: bool = True  # False for worker processes: the driver only waits
+
+
+def alternate(contenders: list[Contender], parts: int, rounds: int, device: torch.device
+              ) -> tuple[list[Timing], list[int]]:
+    """Per round, every contender's training iteration cut into ``parts`` parts, run in turns
+    part by part with its own PyTorch thread count (a fine-grained alternation: a drift of the
+    machine's speed hits every contender alike), after a first untimed round; returns the
+    timings per round and the work of one round, one of each per contender."""
+    timings = [Timing() for _ in contenders]
+    work = [0] * len(contenders)
     for round_index in range(rounds + 1):
-        spent = {name: [0.0, 0.0] for name in timings}
-        for part, single in enumerate(singles):
-            for name, function in (("sequential", single.iteration),
-                                   ("batched", lambda part=part: batched.iteration_part(
-                                       part, len(singles)))):
+        spent = [[0.0, 0.0] for _ in contenders]
+        for part in range(parts):
+            for index, contender in enumerate(contenders):
+                torch.set_num_threads(contender.threads)
                 wait_for_device(device)
                 wall, cpu = time.perf_counter(), time.process_time()
-                done = function()
+                done = contender.part(part, parts)
                 wait_for_device(device)
-                spent[name][0] += time.perf_counter() - wall
-                spent[name][1] += time.process_time() - cpu
+                spent[index][0] += time.perf_counter() - wall
+                spent[index][1] += time.process_time() - cpu
                 if round_index == 0:
-                    work[name] += done
+                    work[index] += done
         if round_index > 0:
-            for name, (wall, cpu) in spent.items():
-                timings[name].wall.append(wall)
-                timings[name].cpu.append(cpu)
+            for timing, (wall, cpu) in zip(timings, spent, strict=True):
+                timing.wall.append(wall)
+                timing.cpu.append(cpu)
     return timings, work
 
 
@@ -194,8 +209,9 @@ def thread_counts() -> list[int]:
 
 
 def run(quick: bool, device: torch.device, num_tasks: int = 16, rounds: int = 3) -> Section:
-    """Batched against sequential throughput with one PyTorch thread and with one per core (both
-    sides alike); quick: 2 tasks, 2 updates, one round."""
+    """Batched against sequential throughput, every setting in one alternation: one PyTorch
+    thread and one per core on both sides, and one worker process per core on the batched side;
+    quick: 2 tasks, 2 updates, one round."""
     config = load_config(DataCollectionConfig, ["--env-type", ENV_TYPE],
                          config_dir="data_collection_config")
     if quick:
@@ -204,20 +220,77 @@ def run(quick: bool, device: torch.device, num_tasks: int = 16, rounds: int = 3)
         updates = config.rl_updates_per_iter
     seeds = list(range(num_tasks))
     threads_before = torch.get_num_threads()
-    rows, speedups, cost_rows, best, paired = [], {}, [], {}, {}
+    torch.manual_seed(0)
+    batched = CollectionLoop(seeds, config, updates, device)
+    singles = [CollectionLoop([seed], config, updates, device) for seed in seeds]
+
+    def sequential_part(part: int, parts: int) -> int:
+        return singles[part].iteration()
+
+    contenders = []
     for threads in thread_counts() if device.type == "cpu" else [threads_before]:
+        contenders += [Contender("sequential", f"{threads} thread(s)", threads, sequential_part),
+                       Contender("batched", f"{threads} thread(s)", threads,
+                                 batched.iteration_part)]
+    workers = usable_cores() if device.type == "cpu" else 1
+    ensembles = None
+    if workers > 1:
+        ensembles = WorkerEnsembles(seeds, config, updates, workers)
+        contenders.append(Contender("batched", f"{workers} worker processes, 1 thread each", 1,
+                                    ensembles.iteration_part, cpu_time_measured=False))
+    try:
+        timings, work = alternate(contenders, num_tasks, rounds, device)
+    finally:
+        if ensembles is not None:
+            ensembles.close()
+    rates = [done / timing.wall_median for done, timing in zip(work, timings, strict=True)]
+    cpu_rates = [done / timing.cpu_median if contender.cpu_time_measured else None
+                 for done, timing, contender in zip(work, timings, contenders, strict=True)]
+    sequential = {contender.threads: index for index, contender in enumerate(contenders)
+                  if contender.side == "sequential"}
+
+    rows, ratio_lines, headlines = [], [], {}
+    for index, contender in enumerate(contenders):
+        cpu_rate = cpu_rates[index]
+        if contender.side == "sequential":
+            label = f"{num_tasks} sequential agents"
+        elif cpu_rate is None:
+            label = (f"{workers} worker processes, each an ensemble of "
+                     f"{math.ceil(num_tasks / workers)}")
+        else:
+            label = f"batched ensemble, K = {num_tasks}"
+        rows.append([label, "1 each" if cpu_rate is None and contender.side == "batched"
+                     else str(contender.threads), f"{rates[index]:,.0f}",
+                     "–" if cpu_rate is None else f"{cpu_rate:,.0f}"])
+        if contender.side == "sequential":
+            continue
+        reference = sequential[contender.threads]
+        wall = rates[index] / rates[reference]
+        if cpu_rate is None:
+            ratio_lines.append(f"- **Batched in {contender.setting} vs sequential, 1 thread: "
+                               f"{wall:.2f}x** (wall clock)")
+            headlines[f"stage-1 batched vs sequential (K = {num_tasks}, batched in "
+                      f"{contender.setting})"] = f"{wall:.1f}x"
+        else:
+            cpu = cpu_rate / cpu_rates[reference]
+            ratio_lines.append(f"- **Batched vs sequential, {contender.setting}: "
+                               f"{format_ratio((wall, cpu), device)}**")
+            headlines[f"stage-1 batched vs sequential (K = {num_tasks}, {contender.threads} "
+                      "PyTorch thread(s))"] = f"{wall:.1f}x"
+    fastest = {side: max((index for index, contender in enumerate(contenders)
+                          if contender.side == side), key=rates.__getitem__)
+               for side in ("batched", "sequential")}
+    best_ratio = rates[fastest["batched"]] / rates[fastest["sequential"]]
+    ratio_lines.append(
+        f"- Each side at its fastest setting (batched: {contenders[fastest['batched']].setting}; "
+        f"sequential: {contenders[fastest['sequential']].setting}): **{best_ratio:.2f}x** "
+        "(wall clock)")
+    headlines[f"stage-1 batched vs sequential (K = {num_tasks}, each side at its fastest "
+              "setting)"] = f"{best_ratio:.1f}x"
+
+    cost_rows = []
+    for threads in sorted(sequential):
         torch.set_num_threads(threads)
-        torch.manual_seed(0)
-        batched = CollectionLoop(seeds, config, updates, device)
-        singles = [CollectionLoop([seed], config, updates, device) for seed in seeds]
-        timings, work = alternate(batched, singles, rounds, device)
-        rates = {name: work[name] / timing.wall_median for name, timing in timings.items()}
-        cpu_rates = {name: work[name] / timing.cpu_median for name, timing in timings.items()}
-        for name, rate in rates.items():
-            best[name] = max(best.get(name, (0.0, "")), (rate, f"{threads} thread(s)"))
-        speedups[threads] = (rates["batched"] / rates["sequential"],
-                             cpu_rates["batched"] / cpu_rates["sequential"])
-        paired[(f"{threads} thread(s)", f"{threads} thread(s)")] = speedups[threads][0]
         costs = update_costs(batched, singles[0], config.batch_size, max(updates // 10, 1),
                              rounds + 2, device)
         member = (costs["ensemble"] - costs["ensemble_small"]) / num_tasks
@@ -225,69 +298,26 @@ def run(quick: bool, device: torch.device, num_tasks: int = 16, rounds: int = 3)
                           f"{costs['ensemble_small']:.2f}", f"{member:.3f}",
                           f"{num_tasks * costs['single'] / costs['ensemble']:.2f}x",
                           f"{costs['single'] / member:.1f}x" if member > 0 else "n/a"])
-        rows += [[f"batched ensemble, K = {num_tasks}", str(threads), f"{rates['batched']:,.0f}",
-                  f"{cpu_rates['batched']:,.0f}"],
-                 [f"{num_tasks} sequential agents", str(threads), f"{rates['sequential']:,.0f}",
-                  f"{cpu_rates['sequential']:,.0f}"]]
-    workers = usable_cores() if device.type == "cpu" else 1
-    if workers > 1:
-        torch.set_num_threads(1)
-        torch.manual_seed(0)
-        ensembles = WorkerEnsembles(seeds, config, updates, workers)
-        singles = [CollectionLoop([seed], config, updates, device) for seed in seeds]
-        try:
-            timings, work = alternate(ensembles, singles, rounds, device)
-        finally:
-            ensembles.close()
-        rates = {name: work[name] / timing.wall_median for name, timing in timings.items()}
-        setting = f"{workers} worker processes, 1 thread each"
-        best["batched"] = max(best["batched"], (rates["batched"], setting))
-        best["sequential"] = max(best["sequential"], (rates["sequential"], "1 thread(s)"))
-        speedups[setting] = (rates["batched"] / rates["sequential"],
-                             rates["batched"] / rates["sequential"])
-        paired[(setting, "1 thread(s)")] = speedups[setting][0]
-        rows += [[f"{workers} worker processes, each an ensemble of "
-                  f"{math.ceil(num_tasks / workers)}", "1 each", f"{rates['batched']:,.0f}",
-                  "–"],
-                 [f"{num_tasks} sequential agents", "1", f"{rates['sequential']:,.0f}",
-                  f"{work['sequential'] / timings['sequential'].cpu_median:,.0f}"]]
     torch.set_num_threads(threads_before)
     lines = [
         f"`python -m bench.stage1_collection`: {num_tasks} {ENV_TYPE} agents (SAC, networks "
         f"{config.critic_hidden_sizes}, batch {config.batch_size}, {updates} gradient steps and "
         f"{config.num_rollouts_per_iter} meta-episodes per iteration), one stacked ensemble "
         f"against {num_tasks} single-task agents one after another; median of {rounds} "
-        f"round(s), each alternating the single agents with parts of the ensemble's "
-        "iteration. Work = env steps + gradient updates, summed over tasks. Measured with one "
-        "PyTorch thread (the scripts' default `--torch-threads 1`) and with one thread per core "
-        "(`--torch-threads 0` or the core count), the same on both sides; then with the tasks "
-        "split over one worker process per core, each a stacked ensemble of its share with one "
+        "round(s). Every setting below is measured in one alternation: each round cuts every "
+        f"batched iteration into {num_tasks} parts and runs them in turns with the single "
+        "agents' iterations, so every ratio, the fastest settings' included, is measured side "
+        "by side. Work = env steps + gradient updates, summed over tasks. Settings: one "
+        "PyTorch thread (the scripts' default `--torch-threads 1`) and one thread per core "
+        "(`--torch-threads 0` or the core count), the same on both sides; and the tasks split "
+        "over one worker process per core, each a stacked ensemble of its share with one "
         "thread (`--launcher processes`), against the sequential agents with one thread. The "
         "workers' CPU time is not measured (–).",
         "",
         *table(["", "PyTorch threads", "work per second (wall)", "work per second (CPU time)"],
                rows),
         "",
-    ]
-    for threads, speedup in speedups.items():
-        if isinstance(threads, int):
-            lines.append(f"- **Batched vs sequential, {threads} thread(s): "
-                         f"{format_ratio(speedup, device)}**")
-        else:
-            lines.append(f"- **Batched in {threads} vs sequential, 1 thread: "
-                         f"{speedup[0]:.2f}x** (wall clock)")
-    (batched_rate, batched_setting), (sequential_rate, sequential_setting) = (
-        best["batched"], best["sequential"])
-    # The ratio of the two fastest settings comes from the alternation that measured them side
-    # by side when there is one; rates from different alternations also differ by the machine's
-    # drift between them.
-    fastest = paired.get((batched_setting, sequential_setting))
-    source = "measured side by side"
-    if fastest is None:
-        fastest, source = batched_rate / sequential_rate, "rates from two alternations"
-    lines += [
-        f"- Each side at its fastest setting (batched: {batched_setting}; sequential: "
-        f"{sequential_setting}): **{fastest:.2f}x** (wall clock, {source})",
+        *ratio_lines,
         "", "Target: 8x on 2 CPU cores.", "",
         "Where an update's time goes (milliseconds per gradient update, sampling included; "
         "medians of alternating repeats). The ensemble's update costs a fixed part, Python and "
@@ -299,12 +329,6 @@ def run(quick: bool, device: torch.device, num_tasks: int = 16, rounds: int = 3)
                 f"ensemble, batch {SMALL_BATCH} (fixed part)", "per member",
                 "update ratio", "bound: single / per member"], cost_rows),
     ]
-    headlines = {f"stage-1 batched vs sequential (K = {num_tasks}, "
-                 + (f"{threads} PyTorch thread(s))" if isinstance(threads, int)
-                    else f"batched in {threads})"): f"{speedup[0]:.1f}x"
-                 for threads, speedup in speedups.items()}
-    headlines[f"stage-1 batched vs sequential (K = {num_tasks}, each side at its fastest "
-              "setting)"] = f"{fastest:.1f}x"
     return Section("Stage 1: batched vs sequential collection", lines, headlines)
 
 

@@ -12,7 +12,14 @@ import torch
 
 from bench.common import Timing, interleaved, ratio
 from bench.pipeline import reproduce_timings
-from bench.stage1_collection import ENV_TYPE, SMALL_BATCH, CollectionLoop, update_costs
+from bench.stage1_collection import (
+    ENV_TYPE,
+    SMALL_BATCH,
+    CollectionLoop,
+    Contender,
+    alternate,
+    update_costs,
+)
 from utils.config import load_config
 from utils.seeding import usable_cores
 from utils.stage_configs import DataCollectionConfig
@@ -63,6 +70,29 @@ def test_update_costs_time_each_alternative_on_its_own_batches(monkeypatch):
     assert all(milliseconds > 0 for milliseconds in costs.values())
     assert single.agent.num_updates == 3 * (2 + 1)  # one warm-up call, then two rounds
     assert sizes == ([16] * 3 + [SMALL_BATCH] * 3) * 3
+
+
+def test_alternate_runs_every_contender_part_by_part_with_its_own_threads():
+    calls = []
+
+    def contender(name: str, threads: int, work: int) -> Contender:
+        def part(index: int, parts: int) -> int:
+            calls.append((name, index, parts, torch.get_num_threads()))
+            return work + index
+
+        return Contender("batched", name, threads, part)
+
+    threads_before = torch.get_num_threads()
+    try:
+        timings, work = alternate([contender("a", 1, 10), contender("b", 2, 100)], parts=3,
+                                  rounds=2, device=torch.device("cpu"))
+    finally:
+        torch.set_num_threads(threads_before)
+    one_round = [(name, index, 3, threads) for index in range(3)
+                 for name, threads in (("a", 1), ("b", 2))]
+    assert calls == one_round * 3  # an untimed round, then two timed ones
+    assert work == [10 + 11 + 12, 100 + 101 + 102]  # the work of one round
+    assert all(len(timing.wall) == len(timing.cpu) == 2 for timing in timings)
 
 
 def test_output_that_is_a_folder_stops_with_one_line(tmp_path):
