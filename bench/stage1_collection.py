@@ -259,9 +259,8 @@ def run(quick: bool, device: torch.device, num_tasks: int = 16, rounds: int = 3)
                      f"{math.ceil(num_tasks / workers)}")
         else:
             label = f"batched ensemble, K = {num_tasks}"
-        rows.append([label, "1 each" if cpu_rate is None and contender.side == "batched"
-                     else str(contender.threads), f"{rates[index]:,.0f}",
-                     "–" if cpu_rate is None else f"{cpu_rate:,.0f}"])
+        rows.append([label, "1 each" if cpu_rate is None else str(contender.threads),
+                     f"{rates[index]:,.0f}", "–" if cpu_rate is None else f"{cpu_rate:,.0f}"])
         if contender.side == "sequential":
             continue
         reference = sequential[contender.threads]
