@@ -25,7 +25,8 @@ EVALUATION_SEED_OFFSET = 1
 
 
 class OnlineBelief:
-    """Beliefs of K copies, updated transition by transition."""
+    """Beliefs of K copies, updated transition by transition. Each belief is copied to the host
+    once, when it is made: the recorded history and the hyper-observations share that copy."""
 
     def __init__(self, encoder: RNNEncoder, num_envs: int, device: torch.device) -> None:
         self.encoder, self.num_envs, self.device = encoder, num_envs, device
@@ -36,11 +37,11 @@ class OnlineBelief:
         with torch.no_grad():
             self.hidden, mean, log_variance = self.encoder.prior(self.num_envs, self.device)
         self.belief = torch.cat([mean, log_variance], dim=-1)
-        self.history = [self.belief.cpu().numpy()]
+        self.history = [self.belief.cpu().numpy()]  # the last entry is the current belief
 
     def augment(self, observations: np.ndarray) -> np.ndarray:
         """Hyper-observations [s, mu, log sigma^2] (K, obs_dim + 2L)."""
-        return np.concatenate([observations, self.belief.cpu().numpy()], axis=-1)
+        return np.concatenate([observations, self.history[-1]], axis=-1)
 
     @torch.no_grad()
     def update(self, stored_actions: np.ndarray, result: BAMDPStep) -> None:
