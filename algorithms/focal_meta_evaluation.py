@@ -157,9 +157,9 @@ class MetaEpisodeEvaluator:
             valid[:, step] = torch.as_tensor(result.active, device=device)
             boundary = result.truncations & result.active & ~result.meta_episode_done
             if boundary.any():
-                rows = torch.as_tensor(boundary, device=device)
+                rows = torch.as_tensor(boundary, device=device)[:, None]
                 updated = focal.task_latents(contexts[:, : step + 1], valid[:, : step + 1])
-                latents[rows] = updated[rows]
+                latents.copy_(torch.where(rows, updated, latents))  # no boolean indexing: no sync
             if observer is not None:
                 observer(stored_actions, result)
 
