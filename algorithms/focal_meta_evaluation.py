@@ -22,7 +22,6 @@ successive evaluations differ only through the networks.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,10 +36,14 @@ from environments.bamdp import BAMDPStep, BatchedBAMDP
 from environments.registry import make_batched_env
 from utils.embeddings import embedding_esr, embedding_rms
 from utils.errors import UserError
-from utils.rollouts import MetaEpisodeBatch, collect_meta_episodes, stored_action_dim
+from utils.rollouts import (
+    MetaEpisodeBatch,
+    StepObserver,
+    collect_meta_episodes,
+    stored_action_dim,
+)
 
 ENV_STREAM = 2
-StepObserver = Callable[[np.ndarray, BAMDPStep], None]
 
 
 def return_columns(online_returns: np.ndarray, offline_returns: np.ndarray
