@@ -82,7 +82,6 @@ from utils.simulation import (
     episodes_protocol,
     format_comparison,
     format_table,
-    frames_per_second,
     logged_borel_evaluation,
     logged_focal_evaluation,
     meta_episode_protocol,
@@ -230,8 +229,7 @@ def simulate_collection_run(run: RunDirectory, checkpoint: dict, request: Simula
                                   choose_algorithm(config, bamdp.action_space),
                                   "stage-1 deterministic policy"),
         training_steps=agent.num_updates,
-        frames=recorder.frames if recorder else {},
-        frames_per_second=frames_per_second(bamdp.env))
+        frames=recorder.frames if recorder else {})
 
 
 def play_with_online_belief(agent: Agent, vae: VAE, bamdp: BatchedBAMDP, seeds: list[int],
@@ -287,8 +285,7 @@ def simulate_offline_run(run: RunDirectory, checkpoint: dict, request: Simulatio
         dataset_meta=dataset_meta(config.env_type, resolve_options(config.env_type, options),
                                   bamdp, run, "borel_offline", "online belief"),
         training_steps=agent.num_updates,
-        frames=recorder.frames if recorder else {},
-        frames_per_second=frames_per_second(bamdp.env))
+        frames=recorder.frames if recorder else {})
 
 
 # ------------------------------------------------------------------------------ FOCAL
@@ -378,8 +375,7 @@ def simulate_focal_run(run: RunDirectory, checkpoint: dict, request: SimulationR
         dataset_meta=dataset_meta(config.env_type, options, evaluator.offline_env, run, "focal",
                                   "offline and online context"),
         training_steps=focal.num_updates,
-        frames=recorder.frames if recorder else {},
-        frames_per_second=frames_per_second(env))
+        frames=recorder.frames if recorder else {})
 
 
 def simulate_focal_meta_episodes(run: RunDirectory, checkpoint: dict,
@@ -422,8 +418,7 @@ def simulate_focal_meta_episodes(run: RunDirectory, checkpoint: dict,
         dataset_meta=dataset_meta(config.env_type, resolve_options(config.env_type, options),
                                   bamdp, run, "focal", "offline and online context"),
         training_steps=focal.num_updates,
-        frames=recorder.frames if recorder else {},
-        frames_per_second=frames_per_second(bamdp.env))
+        frames=recorder.frames if recorder else {})
 
 
 # ------------------------------------------------------------------------------ online VariBAD
@@ -479,8 +474,7 @@ def simulate_online_run(run: RunDirectory, checkpoint: dict, request: Simulation
         dataset_meta=dataset_meta(config.env_type, options, bamdp, run,
                                   f"online_{model['algorithm']}", "online belief"),
         training_steps=agent.num_updates,
-        frames=recorder.frames if recorder else {},
-        frames_per_second=frames_per_second(bamdp.env))
+        frames=recorder.frames if recorder else {})
 
 
 # ------------------------------------------------------------------------------ kinds

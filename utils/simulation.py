@@ -129,7 +129,6 @@ class Simulation:
         env: the task family (``plot_task``, ``trajectory_xy``) for animations.
         dataset_meta: the ``meta`` of datasets written from these rollouts (without the seed).
         training_steps: gradient updates of the policy that was rolled out.
-        frames_per_second: playback rate of rendered frames.
     """
 
     protocols: list[ProtocolRollouts]
@@ -139,7 +138,11 @@ class Simulation:
     dataset_meta: dict[str, Any]
     training_steps: int
     frames: dict[int, list[np.ndarray]] = field(default_factory=dict)
-    frames_per_second: float = 20.0
+
+    @property
+    def frames_per_second(self) -> float:
+        """Playback rate of the rendered frames: the env's own (:func:`frames_per_second`)."""
+        return frames_per_second(self.env)
 
 
 @dataclass
