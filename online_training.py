@@ -39,7 +39,6 @@ from algorithms.online import (
     OnlineBuffers,
     policy_transitions,
     reward_source,
-    sample_task_indices,
     task_split,
 )
 from algorithms.vae import VAETrainer, build_vae
@@ -49,6 +48,7 @@ from utils.config import load_config
 from utils.errors import UserError, run_script
 from utils.logger import Logger
 from utils.progress import progress_range
+from utils.replay import sample_task_indices
 from utils.rollouts import MetaEpisodeBatch, evaluation_scalars, stored_action_dim
 from utils.runs import RunDirectory, run_path
 from utils.seeding import (

@@ -30,7 +30,12 @@ from algorithms.state_relabelling import (
 )
 from environments.base import BatchedTaskEnv
 from models.vae import VAE
-from utils.replay import FIELDS, EnsembleReplayBuffer, TrajectoryBuffer
+from utils.replay import (
+    FIELDS,
+    EnsembleReplayBuffer,
+    TrajectoryBuffer,
+    inner_episode_successors,
+)
 from utils.rollouts import MetaEpisodeBatch
 from utils.seeding import evaluation_seeds
 
@@ -50,15 +55,6 @@ def task_split(env: BatchedTaskEnv, num_train: int, num_eval: int, seed: int
     eval_seeds = evaluation_seeds(train_seeds, num_eval, seed, env.task_from_seed, train_tasks)
     eval_tasks = np.stack([env.task_from_seed(task_seed) for task_seed in eval_seeds])
     return train_seeds, train_tasks, eval_seeds, eval_tasks
-
-
-def sample_task_indices(num_tasks: int, count: int, generator: torch.Generator
-                        ) -> torch.Tensor:
-    """``count`` task indices (count,) on the generator's device, without replacement when
-    ``count`` <= ``num_tasks`` (else with); a caller that needs them on the host copies them."""
-    if count <= num_tasks:
-        return torch.randperm(num_tasks, generator=generator, device=generator.device)[:count]
-    return torch.randint(num_tasks, (count,), generator=generator, device=generator.device)
 
 
 def reward_source(belief_rewards: bool, oracle: bool, switch_iteration: int | None,
@@ -87,10 +83,8 @@ def policy_transitions(vae: VAE, arrays: dict[str, np.ndarray], lengths: np.ndar
     hyper_observations, hyper_next_observations = (tensor.cpu().numpy() for tensor in (
         hyperstates_from_beliefs(tensors["observations"], tensors["next_observations"],
                                  beliefs)))
-    steps = np.arange(hyper_observations.shape[1])
-    inner_end = (arrays["truncations"][..., 0] > 0) & (steps[None, :] + 1 < lengths[:, None])
-    hyper_next_observations[:, :-1][inner_end[:, :-1]] = hyper_observations[:, 1:][
-        inner_end[:, :-1]]
+    hyper_next_observations = inner_episode_successors(
+        hyper_observations, hyper_next_observations, arrays["truncations"], lengths)
     terminations = arrays["terminations"]
     if not goal_is_terminal:
         terminations = terminations * (1.0 - arrays["successes"])

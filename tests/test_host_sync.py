@@ -29,14 +29,14 @@ from algorithms.common import mean_metrics
 from algorithms.focal import FOCAL, FocalHyperparameters
 from algorithms.focal_data import OfflineTaskData
 from algorithms.focal_discrete import DiscreteFOCAL
-from algorithms.online import OnlineBuffers, sample_task_indices
+from algorithms.online import OnlineBuffers
 from algorithms.vae import VAETrainer, build_vae
 from environments.bamdp import BatchedBAMDP
 from environments.registry import make_batched_env
 from models.vae import VAE
 from utils.datasets import FORMAT_VERSION, TaskDataset
 from utils.errors import UserError
-from utils.replay import EnsembleReplayBuffer
+from utils.replay import EnsembleReplayBuffer, sample_task_indices
 from utils.stage_configs import DataCollectionConfig, OfflineConfig, OnlineConfig
 
 ROOT = Path(__file__).resolve().parent.parent

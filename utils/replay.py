@@ -26,6 +26,45 @@ from utils.errors import UserError
 FIELDS = ("observations", "actions", "rewards", "next_observations", "terminations")
 
 
+def inner_episode_successors(observations: np.ndarray, next_observations: np.ndarray,
+                             truncations: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """TD successors (N, T, dim) of trajectories (N, T, .) of ``lengths`` (N,): each step's
+    ``next_observations``, except at the last step of an inner episode that does not end the
+    meta-episode (``truncations`` 1 before the trajectory's last valid step), whose successor is
+    the next episode's start ``observations[:, t + 1]``: the state the agent acts on next.
+
+    The stored final state of an inner episode (done flag 1) is never an observation the agent
+    acts on, so no update would ever fit its value; bootstrapping from it would read an untrained
+    value at every inner reset (spec borel.md 1.1 and 9.6, docs/deviations.md). The datasets keep
+    the real final state, from which rewards are recomputed."""
+    steps = np.arange(observations.shape[1])
+    inner_end = (truncations[..., 0] > 0) & (steps[None, :] + 1 < lengths[:, None])
+    successors = next_observations.copy()
+    successors[:, :-1][inner_end[:, :-1]] = observations[:, 1:][inner_end[:, :-1]]
+    return successors
+
+
+def replay_fields(trajectories: Any) -> dict[str, np.ndarray]:
+    """The :data:`FIELDS` arrays (N, T, .) that a replay buffer trains on, from ``trajectories``
+    with step arrays, ``truncations`` and ``lengths`` (a MetaEpisodeBatch or a TaskDataset):
+    the stored transitions with :func:`inner_episode_successors` as next observations."""
+    arrays = {name: getattr(trajectories, name) for name in FIELDS}
+    arrays["next_observations"] = inner_episode_successors(
+        trajectories.observations, trajectories.next_observations, trajectories.truncations,
+        trajectories.lengths)
+    return arrays
+
+
+def sample_task_indices(num_tasks: int, count: int, generator: torch.Generator
+                        ) -> torch.Tensor:
+    """``count`` task indices (count,) for a meta-batch, on the generator's device: without
+    replacement when ``count`` <= ``num_tasks`` (else with; spec borel.md 9.9); a caller that
+    needs them on the host copies them."""
+    if count <= num_tasks:
+        return torch.randperm(num_tasks, generator=generator, device=generator.device)[:count]
+    return torch.randint(num_tasks, (count,), generator=generator, device=generator.device)
+
+
 def grown_size(allocated: int, needed: int, capacity: int) -> int:
     """The next allocation: at least ``needed``, at least twice ``allocated``, at most capacity."""
     return min(capacity, max(needed, 2 * allocated, 1))
