@@ -232,11 +232,14 @@ class OnlineConfig(CommonConfig, AgentConfig, VAEArchitectureConfig):
 class FocalConfig(CommonConfig, LauncherConfig):
     """launch_focal.py: FOCAL (distance-metric context encoder + BRAC SAC) on offline data.
 
-    Defaults are FOCAL's ``configs/default.py`` (spec focal.md 3.10); ``configs/<env-type>.json``
-    holds each env's overrides (spec 5.1 and 9), for FOCAL's env-types (dashes: one episode per
-    task, FOCAL's evaluation) and BOReL's (underscores: k episodes per task, BOReL's evaluation
-    protocol with online and offline context). Discrete action spaces get a categorical policy
-    with an exact KL to a behaviour-cloning model in place of the dual critic.
+    Defaults are FOCAL's ``configs/default.py`` (spec focal.md 3.10), except ``data_slice``:
+    default.py loaded only the expert checkpoint's trajectories; the default here is the whole
+    collection history, as BOReL trains on, and the configs of FOCAL's env-types name their
+    slice. ``configs/<env-type>.json`` holds each env's overrides (spec 5.1 and 9), for FOCAL's
+    env-types (dashes: one episode per task, FOCAL's evaluation) and BOReL's (underscores: k
+    episodes per task, BOReL's evaluation protocol with online and offline context). Discrete
+    action spaces get a categorical policy with an exact KL to a behaviour-cloning model in place
+    of the dual critic.
     """
 
     seeds: str | None = option(
