@@ -45,7 +45,7 @@ from utils.datasets import (
 from utils.errors import UserError, run_script
 from utils.logger import Logger
 from utils.progress import progress_range
-from utils.replay import EnsembleReplayBuffer, replay_fields, sample_task_indices
+from utils.replay import FIELDS, EnsembleReplayBuffer
 from utils.rollouts import evaluation_scalars
 from utils.runs import RunDirectory, find_run, run_path
 from utils.seeding import (
@@ -138,8 +138,8 @@ def main(config: OfflineConfig) -> Path:
             "next_observations": hyper_dim, "terminations": 1}
     buffer = EnsembleReplayBuffer(len(hyperstates), capacity, dims, device)
     for index, dataset in enumerate(hyperstates):
-        buffer.add_trajectories(replay_fields(dataset), dataset.lengths,
-                                np.full(dataset.num_trajectories, index))
+        buffer.add_trajectories({name: getattr(dataset, name) for name in FIELDS},
+                                dataset.lengths, np.full(dataset.num_trajectories, index))
     sampler = torch.Generator(device=device)
     sampler.manual_seed(config.seed)
     belief = OnlineBelief(vae.encoder, len(eval_seeds), device)
@@ -159,7 +159,8 @@ def main(config: OfflineConfig) -> Path:
         started = time.perf_counter()
         update_metrics = []
         for _ in range(config.rl_updates_per_iter):
-            tasks = sample_task_indices(len(hyperstates), config.meta_batch, sampler)
+            tasks = torch.randint(len(hyperstates), (config.meta_batch,), generator=sampler,
+                                  device=device)
             update_metrics.append(agent.update(buffer.sample_tasks(tasks, config.batch_size,
                                                                    sampler)))
         finished = iteration + 1

@@ -51,7 +51,7 @@ from utils.launchers import GroupOutputs, launch, split_seeds, worker_count
 from utils.logger import Logger
 from utils.plotting import trajectory_figure
 from utils.progress import progress_range
-from utils.replay import EnsembleReplayBuffer, replay_fields
+from utils.replay import FIELDS, EnsembleReplayBuffer
 from utils.rollouts import (
     MetaEpisodeBatch,
     TaskHistories,
@@ -172,7 +172,8 @@ def main(config: DataCollectionConfig) -> Path:
 
     def record(batch: MetaEpisodeBatch, members: np.ndarray, training_step: int) -> None:
         histories.append(batch, members, training_step)
-        buffer.add_trajectories(replay_fields(batch), batch.lengths, members)
+        buffer.add_trajectories({name: getattr(batch, name) for name in FIELDS},
+                                batch.lengths, members)
 
     def save(iteration: int) -> None:
         for index, seed in enumerate(seeds):
@@ -204,8 +205,8 @@ def main(config: DataCollectionConfig) -> Path:
                                 f"expects {saved}; cannot resume")
             dataset = dataset.select(slice(0, saved))
             histories.restore(index, dataset)
-            buffer.add_trajectories(replay_fields(dataset), dataset.lengths,
-                                    np.full(saved, index))
+            buffer.add_trajectories({name: getattr(dataset, name) for name in FIELDS},
+                                    dataset.lengths, np.full(saved, index))
     else:
         # Random initial pool: num_init_rollouts_pool meta-episodes per task, uniform actions.
         for call in range(math.ceil(config.num_init_rollouts_pool / replicas)):

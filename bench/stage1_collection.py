@@ -40,7 +40,7 @@ from environments.bamdp import BatchedBAMDP
 from environments.registry import make_batched_env
 from utils.config import load_config
 from utils.launchers import split_seeds
-from utils.replay import EnsembleReplayBuffer, replay_fields
+from utils.replay import FIELDS, EnsembleReplayBuffer
 from utils.rollouts import collect_meta_episodes
 from utils.seeding import keep_freed_memory, resolve_device, usable_cores, wait_for_device
 from utils.stage_configs import DataCollectionConfig
@@ -78,7 +78,8 @@ class CollectionLoop:
 
     def collect(self, policy) -> int:
         batch = collect_meta_episodes(self.bamdp, policy)
-        self.buffer.add_trajectories(replay_fields(batch), batch.lengths, self.members)
+        self.buffer.add_trajectories({name: getattr(batch, name) for name in FIELDS},
+                                     batch.lengths, self.members)
         return int(batch.lengths.sum())
 
     def iteration_part(self, part: int, parts: int) -> int:

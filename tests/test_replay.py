@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from utils.replay import FIELDS, inner_episode_successors, replay_fields, sample_task_indices
+from utils.replay import inner_episode_successors, sample_task_indices
 
 
 def two_trajectories() -> SimpleNamespace:
@@ -19,11 +19,8 @@ def two_trajectories() -> SimpleNamespace:
     truncations = np.zeros((2, 6, 1), dtype=np.float32)
     truncations[0, [2, 5]] = 1.0
     truncations[1, [1, 3]] = 1.0
-    return SimpleNamespace(
-        observations=observations, next_observations=next_observations,
-        actions=np.zeros((2, 6, 2), np.float32), rewards=np.ones((2, 6, 1), np.float32),
-        terminations=np.zeros((2, 6, 1), np.float32), truncations=truncations,
-        lengths=np.array([6, 4]))
+    return SimpleNamespace(observations=observations, next_observations=next_observations,
+                           truncations=truncations, lengths=np.array([6, 4]))
 
 
 def test_an_inner_episode_end_bootstraps_from_the_next_start_and_the_meta_episode_end_does_not():
@@ -36,16 +33,6 @@ def test_an_inner_episode_end_bootstraps_from_the_next_start_and_the_meta_episod
     expected[1, 1] = data.observations[1, 2]
     np.testing.assert_array_equal(successors, expected)  # 0/5 and 1/3 end the meta-episode
     np.testing.assert_array_equal(data.next_observations, before)  # the input is not changed
-
-
-def test_replay_fields_replace_only_the_next_observations():
-    data = two_trajectories()
-    fields = replay_fields(data)
-    assert set(fields) == set(FIELDS)
-    for name in ("observations", "actions", "rewards", "terminations"):
-        assert fields[name] is getattr(data, name)
-    successors = fields["next_observations"]
-    assert successors[0, 2, 0] == 3.0 and successors[0, 1, 0] == 1.5
 
 
 def test_meta_batch_tasks_are_drawn_without_replacement_when_there_are_enough():

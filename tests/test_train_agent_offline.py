@@ -25,7 +25,6 @@ from utils.config import load_config, load_saved_config
 from utils.datasets import FORMAT_VERSION, TaskDataset, save_task_dataset, task_file
 from utils.errors import UserError
 from utils.logger import scalar_series
-from utils.replay import EnsembleReplayBuffer
 from utils.rollouts import collect_meta_episodes
 from utils.runs import RunDirectory
 from utils.stage_configs import DataCollectionConfig, OfflineConfig, VAEConfig
@@ -180,37 +179,6 @@ def test_tiny_chain_from_collection_to_offline_meta_rl(tmp_path, env_type, figur
         assert (run_dir / "figures" / name).stat().st_size > 1000, name
     cache = tmp_path / f"runs/vae/{env_type}/default_s73/hyperstates"
     assert (cache / "manifest.json").is_file() and task_file(cache, 0).is_file()
-
-
-def test_meta_batches_without_replacement_and_successors_at_inner_resets(tmp_path, monkeypatch):
-    """Stage 3 draws each meta-batch's tasks without replacement and bootstraps an inner
-    episode's last step from the next episode's start hyper-state [s_{t+1}, b_{t+1}]."""
-    added, sampled = [], []
-    fill, sample = EnsembleReplayBuffer.add_trajectories, EnsembleReplayBuffer.sample_tasks
-
-    def spy_fill(buffer, arrays, lengths, members):
-        added.append(arrays)
-        fill(buffer, arrays, lengths, members)
-
-    def spy_sample(buffer, tasks, batch_size, generator=None):
-        sampled.append(tasks.tolist())
-        return sample(buffer, tasks, batch_size, generator)
-
-    monkeypatch.setattr(EnsembleReplayBuffer, "add_trajectories", spy_fill)
-    monkeypatch.setattr(EnsembleReplayBuffer, "sample_tasks", spy_sample)
-    run_dir = run_chain(tmp_path, "point_robot_sparse", "0-2", meta_batch=3)
-    assert len(sampled) == 2 * 3 and all(sorted(tasks) == [0, 1, 2] for tasks in sampled)
-    stage3 = added[-3:]  # stage 1 and the chain's other stages fill buffers first
-    cache = tmp_path / "runs/vae/point_robot_sparse/default_s73/hyperstates"
-    hyperstates = HyperstateCache(cache).load([0, 1, 2], "point_robot_sparse")
-    for arrays, dataset in zip(stage3, hyperstates, strict=True):
-        successors = arrays["next_observations"]
-        np.testing.assert_array_equal(successors[:, 59], dataset.observations[:, 60])
-        assert np.all(successors[:, 59, 2] == 0)
-        assert np.all(dataset.next_observations[:, 59, 2] == 1)
-        np.testing.assert_array_equal(successors[:, 119], dataset.next_observations[:, 119])
-        np.testing.assert_array_equal(successors[:, :59], dataset.next_observations[:, :59])
-    assert run_dir.is_dir()
 
 
 def test_cache_reuse_rebuild_and_resume(tmp_path):

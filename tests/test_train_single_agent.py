@@ -17,7 +17,6 @@ from utils.config import load_config
 from utils.datasets import load_task_dataset
 from utils.errors import UserError
 from utils.logger import scalar_series
-from utils.replay import EnsembleReplayBuffer
 from utils.runs import RunDirectory
 from utils.stage_configs import DataCollectionConfig
 
@@ -106,35 +105,6 @@ def test_resume_continues_without_lost_or_duplicated_transitions(tmp_path):
     steps, _ = scalar_series(tmp_path / "b/runs/data_collection/gridworld/default_s73/scalars.csv",
                              "eval/return_sum")
     assert steps == [1, 2, 3, 4]
-
-
-def test_agents_bootstrap_an_inner_episode_end_from_the_next_start(tmp_path, monkeypatch):
-    """The dataset keeps each inner episode's real final state (done flag 1); the replay buffer,
-    also when refilled on resume, bootstraps from the next episode's start, where the agent acts
-    next."""
-    added = []
-    fill = EnsembleReplayBuffer.add_trajectories
-
-    def spy(buffer, arrays, lengths, members):
-        added.append(arrays)
-        fill(buffer, arrays, lengths, members)
-
-    monkeypatch.setattr(EnsembleReplayBuffer, "add_trajectories", spy)
-    config = tiny_config(tmp_path, "point_robot_sparse", seed=5, num_iters=1)
-    train_single_agent.main(config)
-    train_single_agent.main(dataclasses.replace(config, num_iters=2, resume=True))
-    dataset = load_task_dataset(tmp_path / "data/point_robot_sparse/default/task_5.npz")
-    assert dataset.truncations[0, 59, 0] == 1 and dataset.next_observations[0, 59, 2] == 1
-    # the first run adds the random pool in 2 batches and 1 iteration's batch; the resumed
-    # run starts by refilling the buffer from the saved dataset
-    pool, refilled = added[0], added[3]
-    for arrays in (pool, refilled):
-        successors = arrays["next_observations"]
-        np.testing.assert_array_equal(successors[0, 59], dataset.observations[0, 60])
-        assert successors[0, 59, 2] == 0
-        np.testing.assert_array_equal(successors[0, :59], dataset.next_observations[0, :59])
-        np.testing.assert_array_equal(successors[0, 60:], dataset.next_observations[0, 60:])
-        np.testing.assert_array_equal(arrays["observations"][0], dataset.observations[0])
 
 
 def test_resume_drops_trajectories_saved_after_the_last_checkpoint(tmp_path):

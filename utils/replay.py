@@ -35,24 +35,13 @@ def inner_episode_successors(observations: np.ndarray, next_observations: np.nda
 
     The stored final state of an inner episode (done flag 1) is never an observation the agent
     acts on, so no update would ever fit its value; bootstrapping from it would read an untrained
-    value at every inner reset (spec borel.md 1.1 and 9.6, docs/deviations.md). The datasets keep
-    the real final state, from which rewards are recomputed."""
+    value at every inner reset (spec borel.md 1.1 and 9.6, docs/deviations.md #66). The datasets
+    keep the real final state, from which rewards are recomputed."""
     steps = np.arange(observations.shape[1])
     inner_end = (truncations[..., 0] > 0) & (steps[None, :] + 1 < lengths[:, None])
     successors = next_observations.copy()
     successors[:, :-1][inner_end[:, :-1]] = observations[:, 1:][inner_end[:, :-1]]
     return successors
-
-
-def replay_fields(trajectories: Any) -> dict[str, np.ndarray]:
-    """The :data:`FIELDS` arrays (N, T, .) that a replay buffer trains on, from ``trajectories``
-    with step arrays, ``truncations`` and ``lengths`` (a MetaEpisodeBatch or a TaskDataset):
-    the stored transitions with :func:`inner_episode_successors` as next observations."""
-    arrays = {name: getattr(trajectories, name) for name in FIELDS}
-    arrays["next_observations"] = inner_episode_successors(
-        trajectories.observations, trajectories.next_observations, trajectories.truncations,
-        trajectories.lengths)
-    return arrays
 
 
 def sample_task_indices(num_tasks: int, count: int, generator: torch.Generator
