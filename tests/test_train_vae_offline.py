@@ -67,6 +67,29 @@ def test_gridworld_vae_run_writes_its_outputs(gridworld_data, tmp_path):
     assert list(run.figure_dir.glob("vae_reward_belief_task_0_step2.png"))
 
 
+def test_num_trajs_per_task_keeps_a_seeded_random_subset_not_the_first_ones(gridworld_data):
+    """BOReL section 9.12: the original kept the first N trajectories (early training only)."""
+    directory = gridworld_data / "data/gridworld/default"
+    full, seeds = train_vae_offline.prepare_datasets(
+        vae_config(gridworld_data, "gridworld"), directory)
+    subsets = []
+    for seed in (73, 73, 5):
+        chosen, _ = train_vae_offline.prepare_datasets(
+            vae_config(gridworld_data, "gridworld", num_trajs_per_task=3, seed=seed), directory)
+        rows = []
+        for whole, part in zip(full, chosen, strict=True):
+            assert part.num_trajectories == 3
+            rows.append([next(index for index in range(whole.num_trajectories)
+                              if np.array_equal(whole.observations[index], trajectory))
+                         for trajectory in part.observations])
+        subsets.append(rows)
+    assert seeds == [0, 1, 2, 3] and full[0].num_trajectories == 6
+    assert subsets[0] == subsets[1]  # the run's seed fixes the subset
+    assert subsets[0] != subsets[2]
+    assert any(rows != [0, 1, 2] for rows in subsets[0])  # not the first ones
+    assert all(rows == sorted(rows) for rows in subsets[0])  # collection order is kept
+
+
 def test_resume_gives_the_same_model_as_an_uninterrupted_run(gridworld_data, tmp_path):
     for name in ("straight", "resumed"):
         shutil.copytree(gridworld_data / "data", tmp_path / name / "data")
